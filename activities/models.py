@@ -1,0 +1,1 @@
+# The Emotions in Action experiences arrive with their own issue.

@@ -1,0 +1,353 @@
+"""The model at work: claiming images, labeling them in chunks, building exports, recovering
+work that a dead worker or a lost message left behind.
+
+Every step claims its rows atomically (a token plus a timestamp), so a repeated task, a second
+worker or a recovery sweep never labels an image twice or builds an export twice.
+"""
+
+import csv
+import io
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+from PIL import Image as PILImage
+
+from projects.models import Batch, Export, Image, Project
+from projects.selectors import images_for_export
+
+from .models import EMOTIONS, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+LABEL_FIELDS = [
+    "status",
+    "predicted_label",
+    "confidence",
+    "probabilities",
+    "model_version",
+    "face_box",
+    "face_path",
+    "labeled_at",
+    "times_labeled",
+    "error",
+    "claim_token",
+]
+
+
+def active_model_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+@dataclass
+class Claim:
+    token: uuid.UUID
+    images: list[Image]
+
+
+def _claimable(stale_before) -> Q:
+    return Q(status=Image.Status.PENDING) | Q(status=Image.Status.PROCESSING, claimed_at__lt=stale_before)
+
+
+def images_claim(batch_id: int, limit: int, *, retries: bool) -> Claim:
+    """Claim up to `limit` images of the batch for this worker.
+
+    Fresh images are claimed in chunks; images already tried once (their worker died or the
+    model raised) are claimed one at a time so a poison image can only take itself down.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    _fail_exhausted(batch_id, stale_before)
+    candidates = Image.objects.filter(_claimable(stale_before), batch_id=batch_id)
+    candidates = candidates.filter(attempts__gt=0) if retries else candidates.filter(attempts=0)
+    ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
+    token = uuid.uuid4()
+    if ids:
+        # The WHERE clause is re-checked under the row lock, so of two racing workers only one
+        # gets each row; the loser just claims fewer.
+        Image.objects.filter(_claimable(stale_before), id__in=ids).update(
+            status=Image.Status.PROCESSING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1
+        )
+    return Claim(token, list(Image.objects.filter(claim_token=token).order_by("id")))
+
+
+def _fail_exhausted(batch_id: int, stale_before) -> None:
+    Image.objects.filter(
+        batch_id=batch_id,
+        status=Image.Status.PROCESSING,
+        claimed_at__lt=stale_before,
+        attempts__gte=settings.LABEL_MAX_ATTEMPTS,
+    ).update(
+        status=Image.Status.FAILED,
+        claim_token=None,
+        error="The worker stopped while labeling this image on every try.",
+    )
+
+
+def batch_label(batch_id: int, *, time_budget: float | None = None) -> bool:
+    """Label the batch's claimable images chunk by chunk. Returns True when work is left over
+    (the time budget ran out), so the caller can queue a continuation.
+
+    Memory: one chunk of decoded faces (LABEL_CHUNK_SIZE x input size) at a time.
+    """
+    batch = Batch.objects.filter(id=batch_id).first()
+    if batch is None or batch.status == Batch.Status.DONE:
+        return False
+    version = active_model_version()
+    if version is None:
+        logger.warning("batch %s waits: no active model version", batch_id)
+        return False
+    from .engine import load_model_version
+
+    model = load_model_version(version)
+    deadline = time.monotonic() + (time_budget or settings.LABEL_TASK_TIME_BUDGET)
+    Batch.objects.filter(id=batch_id, started_at=None).update(started_at=timezone.now())
+    while time.monotonic() < deadline:
+        claim = images_claim(batch_id, settings.LABEL_CHUNK_SIZE, retries=False)
+        if not claim.images:
+            claim = images_claim(batch_id, 1, retries=True)
+        if not claim.images:
+            batch_finish_if_done(batch_id)
+            return False
+        images_label(claim, version, model)
+        Batch.objects.filter(id=batch_id).update(heartbeat_at=timezone.now())
+    return True
+
+
+def batch_finish_if_done(batch_id: int) -> bool:
+    open_images = Image.objects.filter(
+        batch_id=batch_id, status__in=[Image.Status.PENDING, Image.Status.PROCESSING]
+    )
+    if open_images.exists():
+        return False
+    Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING).update(
+        status=Batch.Status.DONE, finished_at=timezone.now()
+    )
+    return True
+
+
+def images_label(claim: Claim, version: ModelVersion, model) -> None:
+    faces, ready = [], []
+    for image in claim.images:
+        try:
+            faces.append(_face_of(image))
+            ready.append(image)
+        except Exception as exc:  # noqa: BLE001 - any decode failure fails only this image
+            _mark_failed(image, f"Could not read the image: {exc}")
+    now = timezone.now()
+    try:
+        probabilities = model.predict(model.preprocess(faces)) if faces else []
+    except Exception as exc:  # noqa: BLE001 - isolate the image that breaks the model
+        logger.exception("model failed on a chunk of %s images", len(ready))
+        _after_model_error(ready, exc)
+        probabilities, ready = [], []
+    for image, face, probs in zip(ready, faces, probabilities, strict=True):
+        best = int(probs.argmax())
+        image.status = Image.Status.LABELED
+        image.predicted_label = EMOTIONS[best]
+        image.confidence = float(probs[best])
+        image.probabilities = {e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)}
+        image.model_version = version
+        image.face_box = list(face.box)
+        image.face_path = face.path
+        image.labeled_at = now
+        image.times_labeled = F("times_labeled") + 1
+        image.error = ""
+        image.claim_token = None
+    done = [image for image in claim.images if image.status in (Image.Status.LABELED, Image.Status.FAILED)]
+    # Only rows still carrying our token are written: if a slow worker lost its claim to a
+    # recovery sweep, its late results are dropped instead of labeling the image twice.
+    with transaction.atomic():
+        Image.objects.filter(claim_token=claim.token).bulk_update(done, LABEL_FIELDS)
+
+
+def _face_of(image: Image):
+    from .faces import find_face
+
+    with default_storage.open(image.file.name, "rb") as handle:
+        picture = PILImage.open(handle)
+        picture.load()
+    if picture.mode not in ("L", "RGB"):
+        picture = picture.convert("RGB")
+    return find_face(picture)
+
+
+def _mark_failed(image: Image, error: str) -> None:
+    image.status = Image.Status.FAILED
+    image.error = error[:2000]
+    image.claim_token = None
+
+
+def _after_model_error(images: list[Image], exc: Exception) -> None:
+    """Give each image of a failed chunk back for single retries, or fail it when out of tries."""
+    for image in images:
+        if image.attempts >= settings.LABEL_MAX_ATTEMPTS:
+            _mark_failed(image, f"The model failed on this image {image.attempts} times: {exc}")
+        else:
+            image.status = Image.Status.PENDING
+            image.error = f"The model failed (try {image.attempts}): {exc}"[:2000]
+            image.claim_token = None
+    with transaction.atomic():
+        Image.objects.filter(claim_token=images[0].claim_token if images else None).bulk_update(
+            images, ["status", "error", "claim_token"]
+        )
+
+
+# Exports ------------------------------------------------------------------------------------
+
+MANIFEST_COLUMNS = [
+    "file",
+    "original_name",
+    "original_label",
+    "predicted_label",
+    "confidence",
+    "final_label",
+    "reviewed_by",
+    "status",
+]
+
+
+def export_build(export_id: int) -> bool:
+    """Write the project's ZIP to a temporary file, then store it under its final name.
+
+    Memory stays flat: rows stream from the database, files stream through the ZIP writer.
+    """
+    claim = _export_claim(export_id)
+    if claim is None:
+        return False
+    export, token = claim
+    try:
+        with tempfile.TemporaryFile(suffix=".zip") as archive:
+            count = _write_export_zip(export.project, archive)
+            archive.seek(0)
+            name = default_storage.save(f"exports/{export.project_id}/export-{export.id}-{token.hex[:8]}.zip", File(archive))
+    except Exception as exc:
+        _export_failed(export, token, exc)
+        raise
+    finished = Export.objects.filter(id=export.id, claim_token=token).update(
+        status=Export.Status.READY, file=name, image_count=count, finished_at=timezone.now(), error=""
+    )
+    if not finished:
+        default_storage.delete(name)
+    return bool(finished)
+
+
+def _export_claim(export_id: int) -> tuple[Export, uuid.UUID] | None:
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.EXPORT_CLAIM_TIMEOUT)
+    token = uuid.uuid4()
+    claimed = Export.objects.filter(
+        Q(status=Export.Status.PENDING) | Q(status=Export.Status.RUNNING, claimed_at__lt=stale_before),
+        id=export_id,
+    ).update(status=Export.Status.RUNNING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
+    if not claimed:
+        return None
+    return Export.objects.select_related("project").get(id=export_id), token
+
+
+def _export_failed(export: Export, token: uuid.UUID, exc: Exception) -> None:
+    status = Export.Status.FAILED if export.attempts >= settings.LABEL_MAX_ATTEMPTS else Export.Status.PENDING
+    Export.objects.filter(id=export.id, claim_token=token).update(status=status, error=str(exc)[:2000])
+
+
+def _write_export_zip(project: Project, archive) -> int:
+    count = 0
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        # zipfile writes one member at a time, so the manifest is a first pass over the rows and
+        # the images a second; both passes name files identically.
+        with zf.open("manifest.csv", "w", force_zip64=True) as raw:
+            manifest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(manifest)
+            writer.writerow(MANIFEST_COLUMNS)
+            for row in export_rows(project):
+                writer.writerow([csv_safe(row[column]) for column in MANIFEST_COLUMNS])
+            manifest.flush()
+            manifest.detach()
+        for row in export_rows(project):
+            with (
+                default_storage.open(row["stored"], "rb") as src,
+                zf.open(row["file"], "w", force_zip64=True) as dst,
+            ):
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            count += 1
+    return count
+
+
+def export_rows(project: Project):
+    """One manifest row per image, with its path inside the ZIP: `<final label>/<name>.jpg`,
+    or `unlabeled/` for images the model has not labeled (failed or still waiting)."""
+    used: set[str] = set()
+    for image in images_for_export(project).iterator(chunk_size=2000):
+        final = image["reviewed_label"] or image["predicted_label"]
+        folder = final or "unlabeled"
+        stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
+        path = f"{folder}/{stem}.jpg"
+        if path in used:
+            path = f"{folder}/{stem}-{image['id']}.jpg"
+        used.add(path)
+        confidence = image["confidence"]
+        yield {
+            "file": path,
+            "stored": image["file"],
+            "original_name": image["original_name"],
+            "original_label": image["original_label"],
+            "predicted_label": image["predicted_label"],
+            "confidence": "" if confidence is None else f"{confidence:.4f}",
+            "final_label": final,
+            "reviewed_by": image["reviewed_by__username"] or "",
+            "status": image["status"],
+        }
+
+
+def csv_safe(value) -> str:
+    """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""
+    text = "" if value is None else str(value)
+    if text and text[0] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+# Recovery -----------------------------------------------------------------------------------
+
+
+def stalled_work() -> tuple[list[int], list[int]]:
+    """Batches and exports that nobody is working on although they should be: their message
+    was lost (broker down at upload, worker killed) or their worker died mid-way."""
+    now = timezone.now()
+    quiet_since = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    batch_ids = list(
+        Batch.objects.filter(status=Batch.Status.LABELING)
+        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
+        .values_list("id", flat=True)
+    )
+    export_stale = now - timedelta(seconds=settings.EXPORT_CLAIM_TIMEOUT)
+    export_ids = list(
+        Export.objects.filter(
+            Q(status=Export.Status.PENDING, created_at__lt=quiet_since)
+            | Q(status=Export.Status.RUNNING, claimed_at__lt=export_stale)
+        ).values_list("id", flat=True)
+    )
+    return batch_ids, export_ids
+
+
+def batch_touch(batch_id: int) -> bool:
+    """Mark the batch as just queued; False if another sweep did so a moment ago."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    return bool(
+        Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING)
+        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
+        .update(heartbeat_at=timezone.now())
+    )

@@ -1,0 +1,73 @@
+"""Celery tasks: thin, take ids, safe to repeat (every service claims its rows first)."""
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import OperationalError
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+# Long ML work: acknowledged only when done, re-delivered if the worker dies, retried a bounded
+# number of times on database hiccups (SQLite busy, a PostgreSQL failover).
+ML_TASK = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 5,
+}
+
+
+@shared_task(**ML_TASK, soft_time_limit=600, time_limit=660)
+def label_batch(batch_id: int) -> None:
+    try:
+        more = services.batch_label(batch_id)
+    except SoftTimeLimitExceeded:
+        # Claimed rows go stale and are picked up again; start the continuation now.
+        more = True
+    if more:
+        label_batch.delay(batch_id)
+
+
+@shared_task(**ML_TASK, soft_time_limit=3600, time_limit=3660)
+def export_project_zip(export_id: int) -> None:
+    services.export_build(export_id)
+
+
+@shared_task(ignore_result=True)
+def recover_stalled_work() -> None:
+    batch_ids, export_ids = services.stalled_work()
+    for batch_id in batch_ids:
+        if services.batch_touch(batch_id):
+            logger.info("re-queueing stalled batch %s", batch_id)
+            _queue_label_tasks(batch_id)
+    for export_id in export_ids:
+        logger.info("re-queueing stalled export %s", export_id)
+        export_project_zip.delay(export_id)
+
+
+def queue_batch_labeling(batch_id: int) -> None:
+    """Queue the labeling of a new batch. If the broker is unreachable the batch stays pending
+    and the recovery sweep queues it later: the upload itself never fails for that."""
+    try:
+        _queue_label_tasks(batch_id)
+    except Exception:  # noqa: BLE001 - any broker error; the sweep is the retry
+        logger.exception("could not queue batch %s; the recovery sweep will", batch_id)
+
+
+def _queue_label_tasks(batch_id: int) -> None:
+    # Several tasks share one batch through row claims, so more workers finish it sooner.
+    for _ in range(max(1, settings.LABEL_TASKS_PER_BATCH)):
+        label_batch.delay(batch_id)
+
+
+@worker_ready.connect
+def _recover_on_start(sender=None, **kwargs) -> None:
+    # A worker that starts after a crash should not wait a whole sweep interval to resume work.
+    recover_stalled_work.delay()

@@ -1,0 +1,181 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from inference.models import Emotion
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    # Ordered from least to most powerful: ROLE_RANK relies on it.
+    VIEWER = "viewer"
+    REVIEWER = "reviewer"
+    OWNER = "owner"
+
+
+ROLE_RANK = {role: rank for rank, role in enumerate(Role.values)}
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Batch(models.Model):
+    class Status(models.TextChoices):
+        LABELING = "labeling"
+        DONE = "done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="batches")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Sent by the upload form: a double-clicked submit carries the same token and gets one batch.
+    upload_token = models.UUIDField(default=uuid.uuid4)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LABELING)
+    image_count = models.PositiveIntegerField(default=0)
+    rejected = models.JSONField(default=list, blank=True, help_text="[{name, reason}] per file")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Last time a labeling task was queued for the batch or finished a chunk of it: the recovery
+    # sweep re-queues batches whose heartbeat went quiet (lost message, killed worker).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "upload_token"], name="one_batch_per_upload")
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} of {self.project}"
+
+
+class Image(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        LABELED = "labeled"
+        FAILED = "failed"
+
+    class FacePath(models.TextChoices):
+        DETECTED = "detected", "face found (Haar cascade)"
+        WHOLE = "whole", "no face found: whole image used"
+        SMALL = "small", "face crop: whole image used"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to="images/%Y/%m/%d/", max_length=200)
+    thumbnail = models.FileField(upload_to="thumbnails/%Y/%m/%d/", max_length=200, blank=True)
+    # Shown to people (escaped), never used as a path.
+    original_name = models.CharField(max_length=255)
+    original_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    predicted_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    probabilities = models.JSONField(null=True, blank=True, help_text="{emotion: probability}")
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    face_box = models.JSONField(null=True, blank=True, help_text="[x, y, width, height]")
+    face_path = models.CharField(max_length=10, choices=FacePath.choices, blank=True)
+    labeled_at = models.DateTimeField(null=True, blank=True)
+    times_labeled = models.PositiveIntegerField(default=0)
+
+    reviewed_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["batch", "status"]),
+            models.Index(fields=["project", "predicted_label"]),
+            models.Index(fields=["project", "original_label"]),
+            models.Index(fields=["status", "claimed_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
+                name="confidence_is_a_probability",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+    @property
+    def final_label(self) -> str:
+        return self.reviewed_label or self.predicted_label
+
+
+class Export(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        READY = "ready"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    claim_token = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Set only once the whole ZIP is in storage, so a half-written file is never served.
+    file = models.FileField(upload_to="exports/", max_length=200, blank=True)
+    image_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} of {self.project}"

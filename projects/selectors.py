@@ -1,0 +1,212 @@
+"""Reads: which projects a user may see, the review grid's filters, progress and summaries."""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, QuerySet, Value
+from django.db.models.functions import Coalesce, NullIf
+from django.http import Http404
+from django.utils import timezone
+
+from inference.models import EMOTIONS
+
+from .models import ROLE_RANK, Batch, Export, Image, Membership, Project, Role
+
+
+def projects_for_user(user) -> QuerySet[Project]:
+    return Project.objects.filter(memberships__user=user).annotate(
+        image_count=Count("images", distinct=True)
+    )
+
+
+def membership_get(user, project_id: int) -> Membership:
+    """The user's membership of the project, or 404: other teams' projects do not exist for them."""
+    if not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("project").filter(user=user, project_id=project_id).first()
+    )
+    if membership is None:
+        raise Http404("No such project.")
+    return membership
+
+
+def project_get_for_user(user, project_id: int, role: str = Role.VIEWER) -> Project:
+    """The project if the user is a member with at least `role`; 404 for non-members, 403 below role."""
+    membership = membership_get(user, project_id)
+    if ROLE_RANK[membership.role] < ROLE_RANK[role]:
+        raise PermissionDenied(f"This needs the {role} role; you are a {membership.role}.")
+    return membership.project
+
+
+def final_label_expression():
+    return Coalesce(NullIf(F("reviewed_label"), Value("")), F("predicted_label"))
+
+
+@dataclass(frozen=True)
+class ImageFilters:
+    predicted: str = ""
+    original: str = ""
+    final: str = ""
+    disagrees: bool = False
+    reviewed: str = ""  # "", "yes" or "no"
+    status: str = ""
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    batch: int | None = None
+
+    @classmethod
+    def from_query(cls, params) -> "ImageFilters":
+        def label(name: str) -> str:
+            value = params.get(name, "")
+            return value if value in EMOTIONS else ""
+
+        def number(name: str, kind=float):
+            try:
+                return kind(params.get(name, ""))
+            except (TypeError, ValueError):
+                return None
+
+        return cls(
+            predicted=label("predicted"),
+            original=label("original"),
+            final=label("final"),
+            disagrees=params.get("disagrees") in {"1", "on", "true"},
+            reviewed=params.get("reviewed", "") if params.get("reviewed") in {"yes", "no"} else "",
+            status=params.get("status", "") if params.get("status") in Image.Status.values else "",
+            min_confidence=number("min_confidence"),
+            max_confidence=number("max_confidence"),
+            batch=number("batch", int),
+        )
+
+
+def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
+    images = Image.objects.filter(project=project).select_related("reviewed_by")
+    if filters.predicted:
+        images = images.filter(predicted_label=filters.predicted)
+    if filters.original:
+        images = images.filter(original_label=filters.original)
+    if filters.final:
+        images = images.annotate(final=final_label_expression()).filter(final=filters.final)
+    if filters.disagrees:
+        images = images.exclude(original_label="").exclude(predicted_label="")
+        images = images.exclude(original_label=F("predicted_label"))
+    if filters.reviewed == "yes":
+        images = images.exclude(reviewed_label="")
+    elif filters.reviewed == "no":
+        images = images.filter(reviewed_label="")
+    if filters.status:
+        images = images.filter(status=filters.status)
+    if filters.min_confidence is not None:
+        images = images.filter(confidence__gte=filters.min_confidence)
+    if filters.max_confidence is not None:
+        images = images.filter(confidence__lte=filters.max_confidence)
+    if filters.batch is not None:
+        images = images.filter(batch_id=filters.batch)
+    return images.order_by("id")
+
+
+def image_get(project: Project, image_id: int) -> Image:
+    image = Image.objects.filter(project=project, id=image_id).first()
+    if image is None:
+        raise Http404("No such image.")
+    return image
+
+
+def batch_get(project: Project, batch_id: int) -> Batch:
+    batch = Batch.objects.filter(project=project, id=batch_id).first()
+    if batch is None:
+        raise Http404("No such batch.")
+    return batch
+
+
+def export_get(project: Project, export_id: int) -> Export:
+    export = Export.objects.filter(project=project, id=export_id).first()
+    if export is None:
+        raise Http404("No such export.")
+    return export
+
+
+def batch_progress(batch: Batch) -> dict:
+    counts = dict(
+        batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    total = sum(counts.values())
+    labeled = counts.get(Image.Status.LABELED, 0)
+    failed = counts.get(Image.Status.FAILED, 0)
+    rate = None
+    if batch.started_at and labeled:
+        end = batch.finished_at or timezone.now()
+        seconds = max((end - batch.started_at).total_seconds(), 1e-3)
+        rate = round(labeled / seconds, 1)
+    errors = list(
+        batch.images.filter(status=Image.Status.FAILED).values("id", "original_name", "error")[:50]
+    )
+    return {
+        "batch": batch.id,
+        "status": batch.status,
+        "total": total,
+        "done": labeled + failed,
+        "labeled": labeled,
+        "failed": failed,
+        "pending": counts.get(Image.Status.PENDING, 0) + counts.get(Image.Status.PROCESSING, 0),
+        "images_per_second": rate,
+        "errors": errors,
+        "rejected": batch.rejected,
+    }
+
+
+def project_summary(project: Project) -> dict:
+    images = Image.objects.filter(project=project)
+    final_counts = dict(
+        images.exclude(status=Image.Status.FAILED)
+        .annotate(final=final_label_expression())
+        .values_list("final")
+        .annotate(n=Count("id"))
+        .values_list("final", "n")
+    )
+    pairs = (
+        images.exclude(original_label="")
+        .exclude(predicted_label="")
+        .values_list("original_label", "predicted_label")
+        .annotate(n=Count("id"))
+    )
+    table = {original: dict.fromkeys(EMOTIONS, 0) for original in EMOTIONS}
+    for original, predicted, n in pairs:
+        table[original][predicted] = n
+    status_counts = dict(images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {
+        "total": sum(status_counts.values()),
+        "status_counts": status_counts,
+        "reviewed": images.exclude(reviewed_label="").count(),
+        "disagreements": images.exclude(original_label="")
+        .exclude(predicted_label="")
+        .exclude(original_label=F("predicted_label"))
+        .count(),
+        "final_counts": [(emotion, final_counts.get(emotion, 0)) for emotion in EMOTIONS],
+        "unlabeled": final_counts.get("", 0),
+        "confusion": [(original, [table[original][p] for p in EMOTIONS]) for original in EMOTIONS],
+        "has_original_labels": any(any(row.values()) for row in table.values()),
+    }
+
+
+def members_of(project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("user__username")
+
+
+def images_for_export(project: Project) -> QuerySet:
+    return (
+        Image.objects.filter(project=project)
+        .order_by("id")
+        .values(
+            "id",
+            "file",
+            "original_name",
+            "original_label",
+            "predicted_label",
+            "confidence",
+            "reviewed_label",
+            "reviewed_by__username",
+            "status",
+        )
+    )

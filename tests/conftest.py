@@ -1,0 +1,59 @@
+import io
+import zipfile
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from facelabel.celery import app as celery_app
+from projects.models import Membership, Project, Role
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    # Unit tests run tasks inline; the real worker processes are exercised in tests/integration.
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def users(db):
+    make = get_user_model().objects.create_user
+    return {name: make(username=name, password=f"{name}-password") for name in ("alice", "bob", "charlie")}
+
+
+@pytest.fixture
+def project(users):
+    """Alice owns it, Bob reviews, Charlie only views. A fourth user, dave, is in another team."""
+    project = Project.objects.create(name="Alice's faces", created_by=users["alice"])
+    Membership.objects.create(project=project, user=users["alice"], role=Role.OWNER)
+    Membership.objects.create(project=project, user=users["bob"], role=Role.REVIEWER)
+    Membership.objects.create(project=project, user=users["charlie"], role=Role.VIEWER)
+    return project
+
+
+@pytest.fixture
+def outsider(db):
+    dave = get_user_model().objects.create_user(username="dave", password="dave-password")
+    other = Project.objects.create(name="Dave's team", created_by=dave)
+    Membership.objects.create(project=other, user=dave, role=Role.OWNER)
+    return dave
+
+
+def client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
