@@ -154,9 +154,7 @@ def decode_image(
         return Rejection(name, "could not read image")
 
 
-def _normalise(
-    name: str, data: bytes, im: Image.Image, original_label: str, note: str
-) -> ImportedImage:
+def _normalise(name: str, data: bytes, im: Image.Image, original_label: str, note: str) -> ImportedImage:
     width, height = im.size
     limit = settings.IMAGE_MAX_PIXELS
     if width * height > limit:
@@ -357,9 +355,7 @@ def _is_clutter(name: str, info: zipfile.ZipInfo) -> bool:
     if info.is_dir() or name.endswith(("/", "\\")):
         return True
     parts = _path_parts(name)
-    return "__MACOSX" in parts or any(
-        part.startswith(".") and part not in (".", "..") for part in parts
-    )
+    return "__MACOSX" in parts or any(part.startswith(".") for part in parts)
 
 
 def _member_skip_reason(name: str, info: zipfile.ZipInfo) -> str:
@@ -388,4 +384,5 @@ def _label_and_note(name: str) -> tuple[str, str]:
 
 
 def _path_parts(name: str) -> list[str]:
-    return [part for part in re.split(r"[/\\]", name) if part]
+    """Folders and file name, either slash; "." and ".." name no folder of their own."""
+    return [part for part in re.split(r"[/\\]", name) if part not in ("", ".", "..")]
