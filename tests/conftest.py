@@ -10,6 +10,7 @@ from projects.models import Membership, Project, Role
 
 @pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
 
