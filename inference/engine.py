@@ -2,8 +2,8 @@
 
 TensorFlow is imported only when a model is loaded, so the web process can import this module
 without paying for it. A Keras model is converted once to LiteRT (TFLite) and run with the XNNPACK
-delegate: on 2 CPU cores that is about 2x a `tf.function` and 3x `keras.Model.predict` (see
-`make bench`). The converted file is cached on disk next to the other model files, so a worker
+delegate: on 2 CPU cores that is about 2x a `tf.function` and 2.5-5x `keras.Model.predict` on
+batches (see `make bench`). The converted file is cached on disk next to the other model files, so a worker
 that starts later needs neither TensorFlow nor the conversion. If conversion fails, or the
 converted model disagrees with Keras, prediction falls back to a fixed-shape `tf.function`.
 """
@@ -134,11 +134,10 @@ class EmotionModel:
 
     def _fastest_runner(self) -> tuple[str, "_LiteRTRunner | _TFFunctionRunner"]:
         try:
-            content = self._litert_file().read_bytes()
-        except Exception:  # the converter raises many kinds; the fallback is correct for all
+            return "litert", _LiteRTRunner(self._litert_file().read_bytes(), self._threads, self.batch_size)
+        except Exception:  # the converter and interpreter raise many kinds; the fallback suits all
             logger.warning("LiteRT is not usable for %s; using tf.function", self.path, exc_info=True)
-            return "tf.function", _TFFunctionRunner(self.keras_model, self.batch_size)
-        return "litert", _LiteRTRunner(content, self._threads, self.batch_size)
+        return "tf.function", _TFFunctionRunner(self.keras_model, self.batch_size)
 
     def _litert_file(self) -> Path:
         digest = _file_digest(self.path)

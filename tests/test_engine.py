@@ -97,8 +97,8 @@ class TestFindFace:
         cascade = FakeCascade([100, 100, 50, 50])
         monkeypatch.setattr(faces, "_cascade", lambda: cascade)
         face = find_face(Image.new("RGB", (1280, 960)))
-        assert cascade.seen_shape == (360, 480)
-        assert face.box == (253, 253, 187, 187)
+        assert cascade.seen_shape == (240, 320)
+        assert face.box == (360, 360, 280, 280)
 
     def test_the_real_cascade_loads(self):
         assert not faces._cascade().empty()

@@ -90,6 +90,7 @@ class Stack:
             self.env.pop("DATABASE_URL", None)
             self.env.pop("CELERY_BROKER_URL", None)
         self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("collectstatic", "--noinput", "-v", "0")
         self.manage(
             "register_model", "--name", "tiny", "--file", str(model_file), "--input-size", "48",
             "--grayscale", "--preprocessing", "minus_one_one", "--activate",
