@@ -57,7 +57,7 @@ def queue_batch_labeling(batch_id: int) -> None:
     and the recovery sweep queues it later: the upload itself never fails for that."""
     try:
         _queue_label_tasks(batch_id)
-    except Exception:  # noqa: BLE001 - any broker error; the sweep is the retry
+    except Exception:
         logger.exception("could not queue batch %s; the recovery sweep will", batch_id)
 
 

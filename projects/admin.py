@@ -49,7 +49,14 @@ class ImageAdmin(admin.ModelAdmin):
         "reviewed_label",
         "model_version",
     ]
-    list_filter = ["status", "predicted_label", "original_label", "reviewed_label", "face_path", "model_version"]
+    list_filter = [
+        "status",
+        "predicted_label",
+        "original_label",
+        "reviewed_label",
+        "face_path",
+        "model_version",
+    ]
     search_fields = ["original_name", "project__name"]
     list_select_related = ["project", "model_version"]
     readonly_fields = [

@@ -14,18 +14,14 @@ from .models import ROLE_RANK, Batch, Export, Image, Membership, Project, Role
 
 
 def projects_for_user(user) -> QuerySet[Project]:
-    return Project.objects.filter(memberships__user=user).annotate(
-        image_count=Count("images", distinct=True)
-    )
+    return Project.objects.filter(memberships__user=user).annotate(image_count=Count("images", distinct=True))
 
 
 def membership_get(user, project_id: int) -> Membership:
     """The user's membership of the project, or 404: other teams' projects do not exist for them."""
     if not user.is_authenticated:
         raise Http404
-    membership = (
-        Membership.objects.select_related("project").filter(user=user, project_id=project_id).first()
-    )
+    membership = Membership.objects.select_related("project").filter(user=user, project_id=project_id).first()
     if membership is None:
         raise Http404("No such project.")
     return membership
@@ -128,9 +124,7 @@ def export_get(project: Project, export_id: int) -> Export:
 
 
 def batch_progress(batch: Batch) -> dict:
-    counts = dict(
-        batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n")
-    )
+    counts = dict(batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     total = sum(counts.values())
     labeled = counts.get(Image.Status.LABELED, 0)
     failed = counts.get(Image.Status.FAILED, 0)
@@ -139,9 +133,7 @@ def batch_progress(batch: Batch) -> dict:
         end = batch.finished_at or timezone.now()
         seconds = max((end - batch.started_at).total_seconds(), 1e-3)
         rate = round(labeled / seconds, 1)
-    errors = list(
-        batch.images.filter(status=Image.Status.FAILED).values("id", "original_name", "error")[:50]
-    )
+    errors = list(batch.images.filter(status=Image.Status.FAILED).values("id", "original_name", "error")[:50])
     return {
         "batch": batch.id,
         "status": batch.status,

@@ -125,13 +125,16 @@ def _batch_fill(batch: Batch, items: Iterable, saved: list[str]) -> tuple[int, l
 
 def _image_row(batch: Batch, item: ImportedImage, saved: list[str]) -> Image:
     # Generated names: the user's file name never becomes a path.
+    # Fanned out over 256 folders: file creation slows down in folders of many thousand files.
     stem = uuid.uuid4().hex
-    file_name = default_storage.save(f"images/{batch.project_id}/{stem}.jpg", ContentFile(item.content))
+    file_name = default_storage.save(
+        f"images/{batch.project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.content)
+    )
     saved.append(file_name)
     thumbnail = ""
     if item.thumbnail:
         thumbnail = default_storage.save(
-            f"thumbnails/{batch.project_id}/{stem}.jpg", ContentFile(item.thumbnail)
+            f"thumbnails/{batch.project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.thumbnail)
         )
         saved.append(thumbnail)
     return Image(

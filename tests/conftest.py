@@ -16,6 +16,17 @@ def _isolated_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    # Every test has its own database, so two tests can give different model files the same
+    # (pk, file name) key in the per-process cache of loaded models.
+    from inference import engine
+
+    engine._loaded.clear()
+    yield
+    engine._loaded.clear()
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery():
     # Unit tests run tasks inline; the real worker processes are exercised in tests/integration.
     celery_app.conf.task_always_eager = True

@@ -41,13 +41,6 @@ def tiny(tiny_file, cache_dir) -> EmotionModel:
     return EmotionModel(tiny_file, 48, True, "minus_one_one", EMOTIONS, cache_dir=cache_dir)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_version_cache():
-    engine._loaded.clear()
-    yield
-    engine._loaded.clear()
-
-
 def picture(seed: int, size: int = 48, mode: str = "L") -> Image.Image:
     return Image.open(io.BytesIO(face_jpeg(seed, size=size, mode=mode)))
 

@@ -89,15 +89,15 @@ class TestUpload:
         assert sorted(batch.images.values_list("original_name", flat=True)) == ["a.jpg", "b.jpg"]
 
     def test_a_zip_gives_original_labels_from_folder_names(self, client, project, users):
-        archive = zip_bytes({"happy/x.jpg": face_jpeg(1), "Sad/y.jpg": face_jpeg(2), "misc/z.jpg": face_jpeg(3)})
-        response = upload(
-            client_for(client, users["bob"]), project, [SimpleUploadedFile("set.zip", archive)]
+        archive = zip_bytes(
+            {"happy/x.jpg": face_jpeg(1), "Sad/y.jpg": face_jpeg(2), "misc/z.jpg": face_jpeg(3)}
         )
+        response = upload(client_for(client, users["bob"]), project, [SimpleUploadedFile("set.zip", archive)])
         assert response.status_code == 201
         labels = dict(Image.objects.values_list("original_name", "original_label"))
         assert labels == {"happy/x.jpg": "happy", "Sad/y.jpg": "sad", "misc/z.jpg": ""}
         # The unknown folder is reported, not dropped.
-        assert any("misc/z.jpg" == r["name"] for r in response.json()["rejected"])
+        assert any(r["name"] == "misc/z.jpg" for r in response.json()["rejected"])
 
     def test_bad_files_are_reported_by_name_and_the_rest_goes_ahead(self, client, project, users):
         files = [
@@ -234,13 +234,17 @@ class TestLabelingAndReview:
         assert bob.get(url, {"reviewed": "yes"}).context["page"].paginator.count == 0
 
     def test_review_grid_escapes_file_names(self, client, project, users, active_model):
-        services.batch_create(project=project, user=users["bob"], files=[jpg("<img src=x onerror=alert(1)>.jpg")])
+        services.batch_create(
+            project=project, user=users["bob"], files=[jpg("<img src=x onerror=alert(1)>.jpg")]
+        )
         response = client_for(client, users["bob"]).get(reverse("projects:review", args=[project.id]))
         assert b"<img src=x" not in response.content
         assert b"&lt;img src=x onerror=alert(1)&gt;.jpg" in response.content
 
     def test_the_summary_counts_final_labels(self, client, labeled_project, users):
-        response = client_for(client, users["charlie"]).get(reverse("projects:detail", args=[labeled_project.id]))
+        response = client_for(client, users["charlie"]).get(
+            reverse("projects:detail", args=[labeled_project.id])
+        )
         counts = dict(response.context["summary"]["final_counts"])
         assert sum(counts.values()) == 10
 
@@ -328,11 +332,17 @@ class TestOtherTeams:
 
     def test_a_removed_member_loses_access(self, client, labeled_project, users):
         Membership.objects.filter(project=labeled_project, user=users["charlie"]).delete()
-        response = client_for(client, users["charlie"]).get(reverse("projects:detail", args=[labeled_project.id]))
+        response = client_for(client, users["charlie"]).get(
+            reverse("projects:detail", args=[labeled_project.id])
+        )
         assert response.status_code == 404
 
-    def test_another_projects_image_id_is_404_inside_your_own_project(self, client, labeled_project, outsider):
+    def test_another_projects_image_id_is_404_inside_your_own_project(
+        self, client, labeled_project, outsider
+    ):
         other = Project.objects.get(name="Dave's team")
         image = Image.objects.first()
-        response = client_for(client, outsider).get(reverse("projects:image_file", args=[other.id, image.id, "full"]))
+        response = client_for(client, outsider).get(
+            reverse("projects:image_file", args=[other.id, image.id, "full"])
+        )
         assert response.status_code == 404

@@ -92,15 +92,28 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("collectstatic", "--noinput", "-v", "0")
         self.manage(
-            "register_model", "--name", "tiny", "--file", str(model_file), "--input-size", "48",
-            "--grayscale", "--preprocessing", "minus_one_one", "--activate",
+            "register_model",
+            "--name",
+            "tiny",
+            "--file",
+            str(model_file),
+            "--input-size",
+            "48",
+            "--grayscale",
+            "--preprocessing",
+            "minus_one_one",
+            "--activate",
         )
 
     # processes -------------------------------------------------------------------------------
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
             timeout=300,
         )
         assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr}"
@@ -125,24 +138,63 @@ class Stack:
     def start_web(self) -> None:
         self._spawn(
             "web",
-            [sys.executable, "-m", "gunicorn", "facelabel.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "1", "--threads", "4", "--timeout", "120"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "facelabel.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--timeout",
+                "120",
+            ],
         )
         self.wait_for(lambda: self._up(), 60, "the web server to start")
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen:
         return self._spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "facelabel", "worker", "-Q", "inference,exports,default",
-             "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--concurrency", "1", "--prefetch-multiplier", "1",
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "facelabel",
+                "worker",
+                "-Q",
+                "inference,exports,default",
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                "--concurrency",
+                "1",
+                "--prefetch-multiplier",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
         )
 
     def start_beat(self) -> None:
         self._spawn(
             "beat",
-            [sys.executable, "-m", "celery", "-A", "facelabel", "beat", "--loglevel", "INFO",
-             "--schedule", str(self.tmp / "beat-schedule")],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "facelabel",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.tmp / "beat-schedule"),
+            ],
         )
 
     def kill(self, name: str) -> None:
@@ -210,7 +262,11 @@ class Stack:
         session.get(f"{self.url}/login/", timeout=10)
         response = session.post(
             f"{self.url}/login/",
-            data={"username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
             headers={"Referer": f"{self.url}/login/"},
             timeout=10,
         )

@@ -78,7 +78,9 @@ def test_zip_upload_is_labeled_reviewed_and_exported(make_stack, backend):
     overridden_id = rows[0][0]
     override = next(e for e in EMOTIONS if e != rows[0][2])
     response = alice.post(
-        f"{stack.url}/projects/{project_id}/images/{overridden_id}/label/", json={"label": override}, timeout=10
+        f"{stack.url}/projects/{project_id}/images/{overridden_id}/label/",
+        json={"label": override},
+        timeout=10,
     )
     assert response.status_code == 200 and response.json()["final_label"] == override
 

@@ -38,7 +38,9 @@ class Command(BaseCommand):
             raise CommandError("No active model version: run `make run` once or register_model --activate.")
         user, _ = get_user_model().objects.get_or_create(username="bench")
         project = Project.objects.create(name=f"bench {time.strftime('%Y-%m-%d %H:%M:%S')}", created_by=user)
-        worker = subprocess.Popen(worker_argv(name="bench"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            worker_argv(name="bench"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         meter = RssMeter(worker.pid)
         try:
             figures = self._run(paths, project, user, meter, options["naive_sample"], version)
