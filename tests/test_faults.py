@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -110,23 +110,23 @@ def test_an_image_whose_worker_died_every_time_is_failed(batch, settings):
 def test_an_interrupted_export_is_never_served_and_a_rerun_completes(batch, users, monkeypatch):
     tasks.label_batch(batch.id)
     export = Export.objects.create(project=batch.project, requested_by=users["bob"])
-    real_open = default_storage.open
+    real_open = FileSystemStorage.open
     calls = {"n": 0}
 
-    def failing_open(name, mode="rb"):
+    def failing_open(storage, name, mode="rb"):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk went away")
-        return real_open(name, mode)
+        return real_open(storage, name, mode)
 
-    monkeypatch.setattr(default_storage, "open", failing_open)
+    monkeypatch.setattr(FileSystemStorage, "open", failing_open)
     with pytest.raises(OSError):
         tasks.export_project_zip(export.id)
     export.refresh_from_db()
     assert export.status == Export.Status.PENDING and not export.file
     assert not default_storage.exists(f"exports/{batch.project_id}")
 
-    monkeypatch.setattr(default_storage, "open", real_open)
+    monkeypatch.undo()
     tasks.export_project_zip(export.id)
     export.refresh_from_db()
     assert export.status == Export.Status.READY
