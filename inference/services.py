@@ -33,6 +33,8 @@ from .models import EMOTIONS, ModelVersion
 
 logger = logging.getLogger(__name__)
 
+UPLOAD_POLL_SECONDS = 0.2
+
 LABEL_FIELDS = [
     "status",
     "predicted_label",
@@ -101,8 +103,7 @@ def batch_label(batch_id: int, *, time_budget: float | None = None) -> bool:
 
     Memory: one chunk of decoded faces (LABEL_CHUNK_SIZE x input size) at a time.
     """
-    batch = Batch.objects.filter(id=batch_id).first()
-    if batch is None or batch.status == Batch.Status.DONE:
+    if not Batch.objects.filter(id=batch_id).exclude(status=Batch.Status.DONE).exists():
         return False
     version = active_model_version()
     if version is None:
@@ -114,15 +115,29 @@ def batch_label(batch_id: int, *, time_budget: float | None = None) -> bool:
     deadline = time.monotonic() + (time_budget or settings.LABEL_TASK_TIME_BUDGET)
     Batch.objects.filter(id=batch_id, started_at=None).update(started_at=timezone.now())
     while time.monotonic() < deadline:
+        # Read before claiming: the upload commits its last images before it leaves UPLOADING,
+        # so finding nothing to claim after seeing LABELING means nothing is left.
+        uploading = batch_uploading(batch_id)
         claim = images_claim(batch_id, settings.LABEL_CHUNK_SIZE, retries=False)
         if not claim.images:
             claim = images_claim(batch_id, 1, retries=True)
-        if not claim.images:
+        if claim.images:
+            images_label(claim, version, model)
+            Batch.objects.filter(id=batch_id).update(heartbeat_at=timezone.now())
+        elif uploading:
+            time.sleep(UPLOAD_POLL_SECONDS)
+        else:
             batch_finish_if_done(batch_id)
             return False
-        images_label(claim, version, model)
-        Batch.objects.filter(id=batch_id).update(heartbeat_at=timezone.now())
     return True
+
+
+def batch_uploading(batch_id: int) -> bool:
+    """True while the upload is still adding images (and has not gone silent)."""
+    alive_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    return Batch.objects.filter(
+        id=batch_id, status=Batch.Status.UPLOADING, heartbeat_at__gte=alive_since
+    ).exists()
 
 
 def batch_finish_if_done(batch_id: int) -> bool:
@@ -179,17 +194,13 @@ def labels_write(token: uuid.UUID, images: list[Image]) -> None:
     fields = [Image._meta.get_field(name) for name in LABEL_FIELDS]
     columns = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
     table = connection.ops.quote_name(Image._meta.db_table)
-    labeled = Image.Status.LABELED
-    sql = (
-        f"UPDATE {table} SET {columns}, claim_token = NULL, "
-        f"times_labeled = times_labeled + (CASE WHEN %s = '{labeled}' THEN 1 ELSE 0 END) "
-        f"WHERE id = %s AND claim_token = %s"
-    )
+    # Only quoted names from the model are formatted in; every value is a parameter.
+    sql = f"UPDATE {table} SET {columns}, claim_token = NULL, times_labeled = times_labeled + %s WHERE id = %s AND claim_token = %s"  # noqa: E501, S608
     token_value = Image._meta.get_field("claim_token").get_db_prep_value(token, connection)
     rows = [
         (
             *(field.get_db_prep_save(getattr(image, field.attname), connection) for field in fields),
-            image.status,
+            int(image.status == Image.Status.LABELED),
             image.id,
             token_value,
         )
@@ -342,6 +353,21 @@ def csv_safe(value) -> str:
 
 
 # Recovery -----------------------------------------------------------------------------------
+
+
+def uploads_close_abandoned() -> int:
+    """Uploads whose request died mid-way (server restarted, client gone): keep the images that
+    were stored, say what happened, and let them be labeled."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    closed = 0
+    for batch in Batch.objects.filter(status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since):
+        note = {"name": "(upload)", "reason": "the upload stopped before the end; the images stored are kept"}
+        batch.rejected = [*batch.rejected, note]
+        batch.image_count = batch.images.count()
+        batch.status = Batch.Status.LABELING
+        batch.save(update_fields=["rejected", "image_count", "status"])
+        closed += 1
+    return closed
 
 
 def stalled_work() -> tuple[list[int], list[int]]:

@@ -42,6 +42,7 @@ def export_project_zip(export_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def recover_stalled_work() -> None:
+    services.uploads_close_abandoned()
     batch_ids, export_ids = services.stalled_work()
     for batch_id in batch_ids:
         if services.batch_touch(batch_id):

@@ -48,6 +48,7 @@ class Membership(models.Model):
 
 class Batch(models.Model):
     class Status(models.TextChoices):
+        UPLOADING = "uploading"  # images still streaming in; the worker labels those already stored
         LABELING = "labeling"
         DONE = "done"
 
@@ -57,7 +58,7 @@ class Batch(models.Model):
     )
     # Sent by the upload form: a double-clicked submit carries the same token and gets one batch.
     upload_token = models.UUIDField(default=uuid.uuid4)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LABELING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADING)
     image_count = models.PositiveIntegerField(default=0)
     rejected = models.JSONField(default=list, blank=True, help_text="[{name, reason}] per file")
     created_at = models.DateTimeField(auto_now_add=True)

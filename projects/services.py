@@ -3,6 +3,7 @@
 import logging
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -20,7 +21,8 @@ from .models import Batch, Export, Image, Membership, Project, Role
 logger = logging.getLogger(__name__)
 
 # Rows are inserted in slices so a 30,000-image ZIP never holds every row in memory.
-INSERT_SLICE = 1000
+INSERT_SLICE = 500
+STORAGE_THREADS = 4
 
 
 def project_create(*, user, name: str, description: str = "") -> Project:
@@ -68,75 +70,108 @@ def _refuse_last_owner_change(membership: Membership, new_role: str | None) -> N
 
 
 def batch_create(*, project: Project, user, files: Iterable, upload_token: uuid.UUID | None = None) -> Batch:
-    """Store every valid image of the upload in one new batch and queue its labeling.
+    """Store every valid image of the upload in a new batch, labeling it while it streams in.
 
-    A repeated upload token (a double-clicked submit) returns the batch it already made. Files are
-    written to storage before the rows; if the transaction fails they are removed again.
+    Images are committed in slices and the worker starts on the first slice while the rest is
+    still being read, so a large ZIP is labeled in about the time it takes to import it. A
+    repeated upload token (a double-clicked submit) returns the batch it already made. If the
+    import breaks off, the images already stored stay in the batch and the batch says so.
     """
     upload_token = upload_token or uuid.uuid4()
-    existing = Batch.objects.filter(project=project, upload_token=upload_token).first()
-    if existing is not None:
-        return existing
-    saved: list[str] = []
     try:
         with transaction.atomic():
             batch = Batch.objects.create(
-                project=project, uploaded_by=user, upload_token=upload_token, heartbeat_at=timezone.now()
+                project=project,
+                uploaded_by=user,
+                upload_token=upload_token,
+                status=Batch.Status.UPLOADING,
+                heartbeat_at=timezone.now(),
             )
-            count, rejected = _batch_fill(batch, iter_upload(files), saved)
-            batch.image_count = count
-            batch.rejected = rejected
-            if count == 0:
-                batch.status = Batch.Status.DONE
-                batch.finished_at = timezone.now()
-            batch.save(update_fields=["image_count", "rejected", "status", "finished_at"])
-            if count:
-                transaction.on_commit(lambda: _queue_labeling(batch.id), robust=True)
     except IntegrityError:
-        _delete_files(saved)
-        # The same token raced us to the insert: the other request's batch is the one.
-        existing = Batch.objects.filter(project=project, upload_token=upload_token).first()
-        if existing is None:
-            raise
-        return existing
-    except BaseException:
-        _delete_files(saved)
+        return Batch.objects.get(project=project, upload_token=upload_token)
+    transaction.on_commit(lambda: _queue_labeling(batch.id), robust=True)
+    filler = _BatchFiller(batch)
+    try:
+        filler.fill(iter_upload(files))
+    except BaseException as exc:
+        filler.rejected.append({"name": "(upload)", "reason": f"the upload broke off: {exc}"[:500]})
         raise
+    finally:
+        filler.close()
     return batch
 
 
-def _batch_fill(batch: Batch, items: Iterable, saved: list[str]) -> tuple[int, list[dict]]:
-    rows: list[Image] = []
-    rejected: list[dict] = []
-    count = 0
-    for item in items:
-        if isinstance(item, Rejection):
-            rejected.append({"name": item.name, "reason": item.reason})
-            continue
-        if item.note:
-            rejected.append({"name": item.name, "reason": item.note, "imported": True})
-        rows.append(_image_row(batch, item, saved))
-        if len(rows) >= INSERT_SLICE:
-            count += len(Image.objects.bulk_create(rows))
-            rows = []
-    count += len(Image.objects.bulk_create(rows))
-    return count, rejected
+class _BatchFiller:
+    """Writes images to storage on a few threads (storage is I/O: local disks and S3 both wait
+    far more than they compute) and commits their rows a slice at a time."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        self.count = 0
+        self.rejected: list[dict] = []
+        self.pool = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="store")
+
+    def fill(self, items: Iterable) -> None:
+        pending: list[tuple[ImportedImage, Future]] = []
+        try:
+            for item in items:
+                if isinstance(item, Rejection):
+                    self.rejected.append({"name": item.name, "reason": item.reason})
+                    continue
+                if item.note:
+                    self.rejected.append({"name": item.name, "reason": item.note, "imported": True})
+                pending.append((item, self.pool.submit(_store_image, self.batch.project_id, item)))
+                if len(pending) >= INSERT_SLICE:
+                    self._commit(pending)
+                    pending = []
+        except BaseException:
+            # Files of the slice that never got its rows would be orphans.
+            for _, future in pending:
+                if not future.exception():
+                    _delete_files([name for name in future.result() if name])
+            raise
+        self._commit(pending)
+
+    def _commit(self, pending: list[tuple[ImportedImage, Future]]) -> None:
+        stored = [(item, future.result()) for item, future in pending]
+        rows = [_image_row(self.batch, item, *names) for item, names in stored]
+        try:
+            with transaction.atomic():
+                Image.objects.bulk_create(rows)
+                Batch.objects.filter(id=self.batch.id).update(heartbeat_at=timezone.now())
+        except BaseException:
+            _delete_files([name for _, names in stored for name in names if name])
+            raise
+        self.count += len(rows)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        now = timezone.now()
+        done = self.count == 0
+        Batch.objects.filter(id=self.batch.id).update(
+            image_count=self.count,
+            rejected=self.rejected,
+            status=Batch.Status.DONE if done else Batch.Status.LABELING,
+            finished_at=now if done else None,
+            heartbeat_at=now,
+        )
+        self.batch.refresh_from_db()
 
 
-def _image_row(batch: Batch, item: ImportedImage, saved: list[str]) -> Image:
-    # Generated names: the user's file name never becomes a path.
-    # Fanned out over 256 folders: file creation slows down in folders of many thousand files.
+def _store_image(project_id: int, item: ImportedImage) -> tuple[str, str]:
+    # Generated names: the user's file name never becomes a path. Fanned out over 256 folders,
+    # because creating files slows down in folders of many thousand files.
     stem = uuid.uuid4().hex
-    file_name = default_storage.save(
-        f"images/{batch.project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.content)
-    )
-    saved.append(file_name)
+    name = default_storage.save(f"images/{project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.content))
     thumbnail = ""
     if item.thumbnail:
         thumbnail = default_storage.save(
-            f"thumbnails/{batch.project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.thumbnail)
+            f"thumbnails/{project_id}/{stem[:2]}/{stem}.jpg", ContentFile(item.thumbnail)
         )
-        saved.append(thumbnail)
+    return name, thumbnail
+
+
+def _image_row(batch: Batch, item: ImportedImage, file_name: str, thumbnail: str) -> Image:
     return Image(
         project_id=batch.project_id,
         batch=batch,
