@@ -19,15 +19,23 @@ from tests.conftest import client_for, zip_bytes
 from tests.factories import face_jpeg, make_tiny_model
 
 
-@pytest.fixture
-def active_model(db, tmp_path):
-    path = make_tiny_model(tmp_path / "tiny.keras", input_size=48, grayscale=True)
+def register_tiny_model(tmp_dir=None) -> ModelVersion:
+    """A real Keras model, stored through the default storage like an uploaded model file."""
+    import tempfile
+    from pathlib import Path
+
+    path = make_tiny_model(Path(tmp_dir or tempfile.mkdtemp()) / "tiny.keras", input_size=48, grayscale=True)
     version = ModelVersion(
         name="tiny", input_size=48, grayscale=True, class_order=list(EMOTIONS), is_active=True
     )
     version.file.save("tiny.keras", ContentFile(path.read_bytes()), save=False)
     version.save()
     return version
+
+
+@pytest.fixture
+def active_model(db, tmp_path):
+    return register_tiny_model(tmp_path)
 
 
 def upload(client, project, files, token=None):
@@ -346,3 +354,77 @@ class TestOtherTeams:
             reverse("projects:image_file", args=[other.id, image.id, "full"])
         )
         assert response.status_code == 404
+
+
+class TestAdminAndPages:
+    def test_admin_pages_list_every_model(self, client, labeled_project, admin_user):
+        client.force_login(admin_user)
+        image = Image.objects.first()
+        export = Export.objects.create(project=labeled_project)
+        pages = [
+            "/admin/projects/project/",
+            f"/admin/projects/project/{labeled_project.id}/change/",
+            "/admin/projects/membership/",
+            "/admin/projects/batch/",
+            "/admin/projects/image/",
+            "/admin/projects/image/?predicted_label=happy&status=labeled",
+            f"/admin/projects/image/{image.id}/change/",
+            "/admin/projects/export/",
+            f"/admin/projects/export/{export.id}/change/",
+            "/admin/inference/modelversion/",
+        ]
+        for page in pages:
+            assert client.get(page).status_code == 200, page
+        thumbnail = client.get(reverse("admin:projects_image_thumbnail", args=[image.id]))
+        assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/jpeg"
+
+    def test_admin_thumbnails_are_for_staff_only(self, client, labeled_project, users):
+        image = Image.objects.first()
+        response = client_for(client, users["alice"]).get(
+            reverse("admin:projects_image_thumbnail", args=[image.id])
+        )
+        assert response.status_code == 302  # to the admin login
+
+    def test_the_review_page_makes_a_fixed_number_of_queries(
+        self, client, labeled_project, users, django_assert_max_num_queries
+    ):
+        services.images_set_label(
+            project=labeled_project,
+            image_ids=list(Image.objects.values_list("id", flat=True)),
+            user=users["bob"],
+            label=None,
+        )
+        bob = client_for(client, users["bob"])
+        bob.get(reverse("projects:review", args=[labeled_project.id]))  # warm the session
+        with django_assert_max_num_queries(8):
+            response = bob.get(reverse("projects:review", args=[labeled_project.id]))
+        assert response.status_code == 200
+
+    def test_the_summary_page_makes_a_fixed_number_of_queries(
+        self, client, labeled_project, users, django_assert_max_num_queries
+    ):
+        charlie = client_for(client, users["charlie"])
+        with django_assert_max_num_queries(14):
+            response = charlie.get(reverse("projects:detail", args=[labeled_project.id]))
+        assert response.status_code == 200
+
+    def test_fields_a_reviewer_may_not_set_are_ignored(self, client, labeled_project, users):
+        image = Image.objects.first()
+        before = (image.predicted_label, image.status, image.project_id, image.confidence)
+        response = client_for(client, users["bob"]).post(
+            reverse("projects:image_label", args=[labeled_project.id, image.id]),
+            json.dumps(
+                {
+                    "label": "fear",
+                    "predicted_label": "happy",
+                    "status": "failed",
+                    "project": 999,
+                    "confidence": 0,
+                }
+            ),
+            content_type="application/json",
+        )
+        image.refresh_from_db()
+        assert response.status_code == 200
+        assert image.reviewed_label == "fear"
+        assert (image.predicted_label, image.status, image.project_id, image.confidence) == before
