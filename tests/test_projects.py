@@ -428,3 +428,11 @@ class TestAdminAndPages:
         assert response.status_code == 200
         assert image.reviewed_label == "fear"
         assert (image.predicted_label, image.status, image.project_id, image.confidence) == before
+
+
+def test_the_review_grid_puts_the_least_sure_first(client, labeled_project, users):
+    response = client_for(client, users["bob"]).get(
+        reverse("projects:review", args=[labeled_project.id]), {"order": "confidence"}
+    )
+    shown = [image.confidence for image in response.context["page"]]
+    assert shown == sorted(shown) and len(shown) == 10
