@@ -90,12 +90,15 @@ class _ByteBudget:
     left: int
 
 
-def check_upload_request(file_count: int, content_length: int | None) -> None:
-    """Refuse a request before any of it is read or imported."""
+def check_upload_request(file_count: int | None, content_length: int | None) -> None:
+    """Refuse a request before any of it is imported. Call it with file_count None before the
+    body is parsed, so an oversized body is refused without being read."""
     if content_length is not None and content_length > settings.UPLOAD_MAX_BYTES:
         raise UploadRefused(
             413, f"upload too large: {content_length:,} bytes (limit {settings.UPLOAD_MAX_BYTES:,})"
         )
+    if file_count is None:
+        return
     if file_count > settings.UPLOAD_MAX_FILES:
         raise UploadRefused(
             400, f"too many files: {file_count} (limit {settings.UPLOAD_MAX_FILES} per upload)"

@@ -89,15 +89,14 @@ def upload(request, project_id: int):
     if request.method != "POST":
         return render(request, "projects/upload.html", {"project": project, "upload_token": uuid.uuid4()})
     try:
-        check_upload_request(len(request.FILES.getlist("files")), _content_length(request))
+        check_upload_request(None, _content_length(request))  # before the body is read
+        files = request.FILES.getlist("files")
+        check_upload_request(len(files), _content_length(request))
         token = uuid.UUID(request.POST.get("upload_token") or str(uuid.uuid4()))
     except UploadRefused as exc:
         return JsonResponse({"error": exc.message}, status=exc.status_code)
     except ValueError:
         return JsonResponse({"error": "upload_token must be a UUID."}, status=400)
-    files = request.FILES.getlist("files")
-    if not files:
-        return JsonResponse({"error": "Choose at least one JPG or ZIP file."}, status=400)
     batch = services.batch_create(project=project, user=request.user, files=files, upload_token=token)
     return JsonResponse(
         {

@@ -301,8 +301,11 @@ class TestModelVersions:
         saved_version(tiny_file, is_active=True)
         write_tree(tmp_path / "data", {"happy": 2, "fear": 2})
         out = io.StringIO()
-        call_command("evaluate_model", "--data", str(tmp_path / "data"), stdout=out)
+        call_command("evaluate_model", "--data", str(tmp_path / "data"), "--save", stdout=out)
         assert "model: tiny" in out.getvalue() and "accuracy: " in out.getvalue()
+        metrics = ModelVersion.objects.get(name="tiny").metrics
+        assert metrics["image_count"] == 4
+        assert f"accuracy: {metrics['accuracy']:.4f}" in out.getvalue()
 
     def test_evaluate_model_explains_what_is_missing(self, tiny_file, shared_cache, tmp_path):
         with pytest.raises(CommandError, match="not a folder"):

@@ -45,6 +45,11 @@ def upload(client, project, files, token=None):
     return client.post(reverse("projects:upload", args=[project.id]), data)
 
 
+def post_label(client, image: Image, body: dict):
+    url = reverse("projects:image_label", args=[image.project_id, image.id])
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
 def jpg(name: str, seed: int = 0) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, face_jpeg(seed), content_type="image/jpeg")
 
@@ -189,33 +194,21 @@ class TestLabelingAndReview:
 
     def test_a_reviewer_overrides_one_label(self, client, labeled_project, users):
         image = Image.objects.first()
-        response = client_for(client, users["bob"]).post(
-            reverse("projects:image_label", args=[labeled_project.id, image.id]),
-            json.dumps({"label": "fear"}),
-            content_type="application/json",
-        )
+        response = post_label(client_for(client, users["bob"]), image, {"label": "fear"})
         image.refresh_from_db()
         assert response.status_code == 200
         assert (image.reviewed_label, image.reviewed_by, image.final_label) == ("fear", users["bob"], "fear")
 
     def test_a_label_outside_the_seven_is_refused(self, client, labeled_project, users):
         image = Image.objects.first()
-        response = client_for(client, users["bob"]).post(
-            reverse("projects:image_label", args=[labeled_project.id, image.id]),
-            json.dumps({"label": "bored"}),
-            content_type="application/json",
-        )
+        response = post_label(client_for(client, users["bob"]), image, {"label": "bored"})
         image.refresh_from_db()
         assert response.status_code == 400
         assert image.reviewed_label == ""
 
     def test_a_viewer_cannot_relabel(self, client, labeled_project, users):
         image = Image.objects.first()
-        response = client_for(client, users["charlie"]).post(
-            reverse("projects:image_label", args=[labeled_project.id, image.id]),
-            json.dumps({"label": "fear"}),
-            content_type="application/json",
-        )
+        response = post_label(client_for(client, users["charlie"]), image, {"label": "fear"})
         image.refresh_from_db()
         assert response.status_code == 403
         assert image.reviewed_label == ""
@@ -411,19 +404,14 @@ class TestAdminAndPages:
     def test_fields_a_reviewer_may_not_set_are_ignored(self, client, labeled_project, users):
         image = Image.objects.first()
         before = (image.predicted_label, image.status, image.project_id, image.confidence)
-        response = client_for(client, users["bob"]).post(
-            reverse("projects:image_label", args=[labeled_project.id, image.id]),
-            json.dumps(
-                {
-                    "label": "fear",
-                    "predicted_label": "happy",
-                    "status": "failed",
-                    "project": 999,
-                    "confidence": 0,
-                }
-            ),
-            content_type="application/json",
-        )
+        forged = {
+            "label": "fear",
+            "predicted_label": "happy",
+            "status": "failed",
+            "project": 999,
+            "confidence": 0,
+        }
+        response = post_label(client_for(client, users["bob"]), image, forged)
         image.refresh_from_db()
         assert response.status_code == 200
         assert image.reviewed_label == "fear"

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,8 +12,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per emotion")
         parser.add_argument("--model", help="model version name (default: the active one)")
+        parser.add_argument("--save", action="store_true", help="store the figures as the version's metrics")
 
-    def handle(self, *args, data: Path, model: str | None, **options):
+    def handle(self, *args, data: Path, model: str | None, save: bool, **options):
         # Imported here so that `manage.py help` does not load scikit-learn and OpenCV.
         from inference.engine import load_model_version
         from inference.evaluation import evaluate_folder, format_evaluation
@@ -31,3 +33,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"model: {version.name}")
         self.stdout.write(format_evaluation(evaluation))
+        if save:
+            version.metrics = {"data": str(data.resolve()), **dataclasses.asdict(evaluation)}
+            version.save(update_fields=["metrics"])
+            self.stdout.write(f"saved as the metrics of {version.name}")
