@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # Rows are inserted in slices so a 30,000-image ZIP never holds every row in memory.
 INSERT_SLICE = 500
-STORAGE_THREADS = 4
+STORAGE_THREADS = 2
 
 
 def project_create(*, user, name: str, description: str = "") -> Project:
