@@ -45,10 +45,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "accounts",
     "projects",
     "inference",
     "training",
     "activities",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +192,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "inference.tasks.label_batch": {"queue": "inference"},
+    "inference.tasks.relabel_images": {"queue": "inference"},
     "inference.tasks.export_project_zip": {"queue": "exports"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -198,7 +205,36 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(RECOVERY_INTERVAL),
     },
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The schedule lives in the database (editable in the admin); the entries above are its defaults.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# REST API
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "facelabel API",
+    "DESCRIPTION": "Projects, batches, images, reviews, exports and predictions of facelabel.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Webhooks
+WEBHOOK_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")
+WEBHOOK_TIMEOUT = envint("WEBHOOK_TIMEOUT", 10)
+WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 6)
 
 # Production hardening; `manage.py check --deploy` is clean when DEBUG is off and HTTPS is on.
 SECURE_HTTPS = envbool("SECURE_HTTPS", "false")

@@ -14,6 +14,9 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Opt-in: when a newer model version becomes active, the schedule relabels this project's
+    # images that an older version labeled (reviewed labels are never touched).
+    relabel_on_new_model = models.BooleanField(default=False)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
     class Meta:
