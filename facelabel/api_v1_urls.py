@@ -1,3 +1,8 @@
-"""/api/v1/: every app's API views (each app keeps them in its api.py)."""
+"""/api/v1/: each app keeps its API views and their routes in its own api.py."""
 
-urlpatterns: list = []
+from accounts.api import urlpatterns as accounts_api
+from inference.api import urlpatterns as inference_api
+from projects.api import urlpatterns as projects_api
+from webhooks.api import urlpatterns as webhooks_api
+
+urlpatterns = [*projects_api, *inference_api, *accounts_api, *webhooks_api]
