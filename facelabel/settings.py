@@ -169,6 +169,7 @@ LABEL_TASK_TIME_BUDGET = envint("LABEL_TASK_TIME_BUDGET", 240)
 LABEL_TASKS_PER_BATCH = envint("LABEL_TASKS_PER_BATCH", 1)
 EXPORT_CLAIM_TIMEOUT = envint("EXPORT_CLAIM_TIMEOUT", 1800)
 RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 60)
+RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 INFERENCE_THREADS = envint("INFERENCE_THREADS", 2)
 
@@ -200,9 +201,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "recover-stalled-work": {
+    "label-waiting-images": {
         "task": "inference.tasks.recover_stalled_work",
         "schedule": float(RECOVERY_INTERVAL),
+    },
+    "relabel-outdated-images": {
+        "task": "inference.tasks.relabel_outdated_images",
+        "schedule": float(RELABEL_INTERVAL),
     },
 }
 # The schedule lives in the database (editable in the admin); the entries above are its defaults.

@@ -370,6 +370,38 @@ def uploads_close_abandoned() -> int:
     return closed
 
 
+def batches_reopen_waiting() -> int:
+    """Finished batches that hold waiting images again (added later, or reset by an admin) go
+    back to labeling, with a quiet heartbeat so the sweep queues them at once."""
+    batch_ids = set(
+        Image.objects.filter(status=Image.Status.PENDING, batch__status=Batch.Status.DONE).values_list(
+            "batch_id", flat=True
+        )
+    )
+    return Batch.objects.filter(id__in=batch_ids, status=Batch.Status.DONE).update(
+        status=Batch.Status.LABELING, heartbeat_at=None, finished_at=None
+    )
+
+
+def images_mark_outdated() -> int:
+    """In projects that opted in, send images labeled by an older model version back to the
+    queue. Their old label stays visible until the new one is written; reviewed images are left
+    alone (the reviewer's label is final). Repeating this is harmless: relabeled images carry
+    the active version and no longer match."""
+    version = active_model_version()
+    if version is None:
+        return 0
+    outdated = Image.objects.filter(
+        project__relabel_on_new_model=True, status=Image.Status.LABELED, reviewed_label=""
+    ).exclude(model_version=version)
+    batch_ids = set(outdated.values_list("batch_id", flat=True))
+    count = outdated.update(status=Image.Status.PENDING)
+    Batch.objects.filter(id__in=batch_ids).exclude(status=Batch.Status.UPLOADING).update(
+        status=Batch.Status.LABELING, heartbeat_at=None, finished_at=None
+    )
+    return count
+
+
 def stalled_work() -> tuple[list[int], list[int]]:
     """Batches and exports that nobody is working on although they should be: their message
     was lost (broker down at upload, worker killed) or their worker died mid-way."""
@@ -397,4 +429,49 @@ def batch_touch(batch_id: int) -> bool:
         Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING)
         .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
         .update(heartbeat_at=timezone.now())
+    )
+
+
+# Single images --------------------------------------------------------------------------------
+
+
+@dataclass
+class Prediction:
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+    face_box: list[int]
+    face_path: str
+    model_version: str
+
+
+class NoActiveModel(Exception):
+    pass
+
+
+def image_predict(name: str, data: bytes) -> Prediction:
+    """One image in, its emotion out, through the same checks, face finding and model as batch
+    labeling. Raises ValueError with the upload's rejection reason for a bad file."""
+    from projects.imports import Rejection, decode_image
+
+    from .engine import load_model_version
+    from .faces import find_face
+
+    decoded = decode_image(name, data)
+    if isinstance(decoded, Rejection):
+        raise ValueError(decoded.reason)
+    version = active_model_version()
+    if version is None:
+        raise NoActiveModel("No model version is active.")
+    model = load_model_version(version)
+    face = find_face(PILImage.open(io.BytesIO(decoded.content)))
+    probs = model.predict(model.preprocess([face]))[0]
+    best = int(probs.argmax())
+    return Prediction(
+        emotion=EMOTIONS[best],
+        confidence=float(probs[best]),
+        probabilities={e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)},
+        face_box=list(face.box),
+        face_path=face.path,
+        model_version=version.name,
     )

@@ -42,7 +42,11 @@ def export_project_zip(export_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def recover_stalled_work() -> None:
+    """The schedule's labeling sweep: waiting images get labeled whether or not their task ever
+    ran. Two schedulers running it at once queue duplicate tasks, which the row claims make
+    harmless."""
     services.uploads_close_abandoned()
+    services.batches_reopen_waiting()
     batch_ids, export_ids = services.stalled_work()
     for batch_id in batch_ids:
         if services.batch_touch(batch_id):
@@ -51,6 +55,13 @@ def recover_stalled_work() -> None:
     for export_id in export_ids:
         logger.info("re-queueing stalled export %s", export_id)
         export_project_zip.delay(export_id)
+
+
+@shared_task(ignore_result=True)
+def relabel_outdated_images() -> None:
+    """Opt-in projects: relabel what an older model version labeled, once a new one is active."""
+    if services.images_mark_outdated():
+        recover_stalled_work.delay()
 
 
 def queue_batch_labeling(batch_id: int) -> None:

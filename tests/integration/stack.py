@@ -180,9 +180,9 @@ class Stack:
             ],
         )
 
-    def start_beat(self) -> None:
+    def start_beat(self, name: str = "beat") -> None:
         self._spawn(
-            "beat",
+            name,
             [
                 sys.executable,
                 "-m",
@@ -192,8 +192,6 @@ class Stack:
                 "beat",
                 "--loglevel",
                 "INFO",
-                "--schedule",
-                str(self.tmp / "beat-schedule"),
             ],
         )
 
@@ -239,6 +237,16 @@ class Stack:
                 return conn.execute(query.replace("?", "%s"), params).fetchall()
         with sqlite3.connect(self.tmp / "var" / "db.sqlite3", timeout=30) as conn:
             return conn.execute(query, params).fetchall()
+
+    def sql_write(self, statement: str, params: tuple = ()) -> None:
+        if self.backend == "services":
+            import psycopg
+
+            with psycopg.connect(self.env["DATABASE_URL"]) as conn:
+                conn.execute(statement.replace("?", "%s"), params)
+            return
+        with sqlite3.connect(self.tmp / "var" / "db.sqlite3", timeout=30) as conn:
+            conn.execute(statement, params)
 
     def _admin_sql(self, statement: str) -> None:
         import psycopg
