@@ -1,0 +1,311 @@
+"""Writes: webhooks of a project, the deliveries an event creates, and sending one delivery.
+
+A delivery is a row first and an HTTP request second: the event commits the rows, a Celery task
+sends each one, and the row records every attempt, so the admin shows what the receiver answered.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from projects.models import Project
+
+from .models import Event, Webhook, WebhookDelivery, new_secret
+
+logger = logging.getLogger(__name__)
+
+MAX_WEBHOOKS_PER_PROJECT = 20  # every event fans out to each of them
+RESPONSE_BODY_CHARS = 2000
+MAX_BACKOFF_SECONDS = 600
+USER_AGENT = "facelabel-webhooks/1"
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def webhook_create(*, project: Project, user, url: str, events: list[str] | None = None) -> Webhook:
+    url = url.strip()
+    target_validate(url)
+    events = _clean_events(events)
+    with transaction.atomic():
+        # Counted under the project's row lock so two parallel requests cannot both pass the cap.
+        Project.objects.select_for_update().filter(id=project.id).first()
+        if Webhook.objects.filter(project=project).count() >= MAX_WEBHOOKS_PER_PROJECT:
+            raise ValidationError(f"A project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks.")
+        return Webhook.objects.create(project=project, url=url, events=events, created_by=user)
+
+
+def webhook_update(
+    *,
+    webhook: Webhook,
+    url: str | None = None,
+    events: list[str] | None = None,
+    is_active: bool | None = None,
+    rotate_secret: bool = False,
+) -> Webhook:
+    fields = []
+    if url is not None:
+        webhook.url = url.strip()
+        target_validate(webhook.url)
+        fields.append("url")
+    if events is not None:
+        webhook.events = _clean_events(events)
+        fields.append("events")
+    if is_active is not None:
+        webhook.is_active = is_active
+        fields.append("is_active")
+    if rotate_secret:
+        webhook.secret = new_secret()
+        fields.append("secret")
+    if fields:
+        webhook.save(update_fields=fields)
+    return webhook
+
+
+def webhook_delete(*, webhook: Webhook) -> None:
+    # Its deliveries go with it; a task still queued for one of them finds nothing and stops.
+    webhook.delete()
+
+
+def _clean_events(events: list[str] | None) -> list[str]:
+    if events is None:
+        return list(Event.values)
+    unknown = sorted(set(events) - set(Event.values))
+    if unknown:
+        raise ValidationError({"events": f"Unknown events {unknown}; choose from {Event.values}."})
+    if not events:
+        raise ValidationError({"events": "Choose at least one event."})
+    return [event for event in Event.values if event in events]  # stable order, no duplicates
+
+
+# --- target checks (SSRF) -----------------------------------------------------------------------
+
+
+class UnresolvableHost(ValidationError):
+    pass
+
+
+def target_validate(url: str) -> None:
+    """Refuse URLs a webhook must not call: anything but http(s), and hosts that resolve to a
+    private, loopback, link-local, multicast, reserved or unspecified address (unless
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS). Otherwise any project owner could make the server
+    probe the internal network or a cloud metadata endpoint."""
+    host, port = _host_and_port(url)
+    if settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        return
+    try:
+        addresses = _resolve(host, port)
+    except (OSError, ValueError) as exc:  # ValueError: a label IDNA cannot encode, a NUL byte
+        raise UnresolvableHost({"url": f"The host {host!r} could not be resolved."}) from exc
+    _refuse_private(host, addresses)
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError({"url": f"Not a valid URL: {exc}."}) from exc
+    if parts.scheme not in {"http", "https"}:
+        raise ValidationError({"url": "Webhook URLs must start with http:// or https://."})
+    if not parts.hostname:
+        raise ValidationError({"url": "The URL has no host."})
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [info[4][0] for info in infos]
+
+
+def _refuse_private(host: str, addresses: list[str]) -> None:
+    # Every address counts: the HTTP client may connect to any of them.
+    for address in addresses:
+        if not _is_public(ipaddress.ip_address(address.split("%", 1)[0])):
+            raise ValidationError(
+                {"url": f"{host} resolves to {address}, a private, loopback or reserved address."}
+            )
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        # ::ffff:127.0.0.1 and 2002:7f00:1::/48 reach IPv4 hosts: judge the IPv4 address inside.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            return _is_public(embedded)
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+# --- events and deliveries ----------------------------------------------------------------------
+
+
+def webhook_event(project_id: int, event: str, payload: dict) -> list[int]:
+    """Record one delivery per active webhook of the project that wants `event` and send each
+    one once the surrounding transaction commits. Returns the ids of the new deliveries."""
+    if event not in Event.values:
+        raise ValueError(f"unknown webhook event {event!r}")
+    webhooks = Webhook.objects.filter(project_id=project_id, is_active=True)
+    # JSONField `contains` on lists is not supported by SQLite, so the few webhooks are filtered here.
+    wanted = [webhook for webhook in webhooks if event in webhook.events]
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(webhook=webhook, event=event, payload=payload) for webhook in wanted
+    )
+    delivery_ids = [delivery.id for delivery in deliveries]
+    for delivery_id in delivery_ids:
+        # robust: a broker that is down must not undo the work that fired the event.
+        transaction.on_commit(lambda delivery_id=delivery_id: _queue_delivery(delivery_id), robust=True)
+    return delivery_ids
+
+
+def _queue_delivery(delivery_id: int) -> None:
+    from .tasks import deliver_webhook
+
+    deliver_webhook.delay(delivery_id)
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds to wait after the given number of failed attempts: 2, 4, 8 ... up to 10 minutes."""
+    return min(2**attempts, MAX_BACKOFF_SECONDS)
+
+
+def delivery_send(delivery_id: int) -> int | None:
+    """Make one attempt at a pending delivery and record its outcome.
+
+    Returns the seconds to wait before the next attempt when the receiver may succeed later
+    (5xx, 429, timeout, connection error), or None when there is nothing more to do: delivered,
+    failed for good, out of attempts, already finished, or claimed by a parallel task.
+    """
+    delivery = WebhookDelivery.objects.select_related("webhook").filter(id=delivery_id).first()
+    if delivery is None or delivery.status != WebhookDelivery.Status.PENDING or not _claim(delivery):
+        return None
+    if delivery.webhook.is_active:
+        outcome = _post(delivery)
+    else:
+        outcome = _Outcome(error="The webhook was disabled before this delivery was sent.")
+    retry = outcome.retryable and delivery.attempts < settings.WEBHOOK_MAX_ATTEMPTS
+    if retry:
+        status = WebhookDelivery.Status.PENDING
+    else:
+        status = WebhookDelivery.Status.SUCCEEDED if outcome.ok else WebhookDelivery.Status.FAILED
+    _record(delivery, status, outcome)
+    return retry_delay(delivery.attempts) if retry else None
+
+
+def _claim(delivery: WebhookDelivery) -> bool:
+    # Of two tasks holding the same delivery (a re-delivered message) only one makes the attempt.
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        id=delivery.id, status=WebhookDelivery.Status.PENDING, attempts=delivery.attempts
+    ).update(attempts=F("attempts") + 1, last_attempt_at=now)
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    return claimed == 1
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool = False
+    retryable: bool = False
+    status: int | None = None
+    body: str = ""
+    error: str = ""
+
+
+def delivery_body(delivery: WebhookDelivery) -> bytes:
+    """The exact bytes sent and signed. `sent_at` is inside the signature, so a receiver can
+    refuse old replays."""
+    document = {
+        "delivery": delivery.id,
+        "event": delivery.event,
+        "project": delivery.webhook.project_id,
+        "sent_at": timezone.now().isoformat(),
+        "data": delivery.payload,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _post(delivery: WebhookDelivery) -> _Outcome:
+    webhook = delivery.webhook
+    try:
+        # Checked again at send time: the host's DNS may point somewhere else since it was saved.
+        target_validate(webhook.url)
+    except UnresolvableHost as exc:
+        return _Outcome(retryable=True, error="; ".join(exc.messages))  # maybe a passing DNS outage
+    except ValidationError as exc:
+        return _Outcome(error="Refused: " + "; ".join(exc.messages))
+    body = delivery_body(delivery)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Facelabel-Event": delivery.event,
+        "X-Facelabel-Delivery": str(delivery.id),
+        "X-Facelabel-Signature": signature(webhook.secret, body),
+    }
+    try:
+        # No redirects: a redirect could send the request on to an address the check refuses.
+        with requests.post(
+            webhook.url,
+            data=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            return _judge(response)
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        return _Outcome(retryable=True, error=f"{type(exc).__name__}: {exc}"[:RESPONSE_BODY_CHARS])
+    except requests.RequestException as exc:
+        return _Outcome(error=f"{type(exc).__name__}: {exc}"[:RESPONSE_BODY_CHARS])
+
+
+def _judge(response: requests.Response) -> _Outcome:
+    # Read only the start of the answer: a receiver must not make the worker download a large body.
+    raw = response.raw.read(RESPONSE_BODY_CHARS * 4, decode_content=True) or b""
+    body = raw.decode(response.encoding or "utf-8", errors="replace")[:RESPONSE_BODY_CHARS]
+    code = response.status_code
+    if 200 <= code < 300:
+        return _Outcome(ok=True, status=code, body=body)
+    retryable = code == 429 or code >= 500
+    error = f"HTTP {code}"
+    if 300 <= code < 400:
+        error += " (redirects are not followed)"
+    return _Outcome(retryable=retryable, status=code, body=body, error=error)
+
+
+def _record(delivery: WebhookDelivery, status: str, outcome: _Outcome) -> None:
+    delivery.status = status
+    delivery.response_status = outcome.status
+    delivery.response_body = outcome.body
+    delivery.error = outcome.error
+    fields = ["status", "response_status", "response_body", "error"]
+    if status == WebhookDelivery.Status.SUCCEEDED:
+        delivery.delivered_at = timezone.now()
+        fields.append("delivered_at")
+    delivery.save(update_fields=fields)
+    if status == WebhookDelivery.Status.FAILED:
+        logger.warning(
+            "webhook delivery %s failed (attempt %s): %s", delivery.id, delivery.attempts, outcome.error
+        )

@@ -1,0 +1,15 @@
+"""Celery tasks: thin, take ids, safe to repeat (a finished delivery is left alone)."""
+
+from celery import shared_task
+from django.conf import settings
+
+from . import services
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver_webhook(self, delivery_id: int) -> None:
+    retry_in = services.delivery_send(delivery_id)
+    if retry_in is not None:
+        # The delivery row counts attempts and stops at WEBHOOK_MAX_ATTEMPTS; Celery's own cap is
+        # the same number, as a second bound.
+        raise self.retry(countdown=retry_in, max_retries=settings.WEBHOOK_MAX_ATTEMPTS)
