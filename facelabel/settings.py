@@ -234,6 +234,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "EmotionEnum": "inference.models.Emotion",
+        "ImageStatusEnum": "projects.models.Image.Status",
+        "BatchStatusEnum": "projects.models.Batch.Status",
+        "ExportStatusEnum": "projects.models.Export.Status",
+        "RoleEnum": "projects.models.Role",
+        "WebhookDeliveryStatusEnum": "webhooks.models.WebhookDelivery.Status",
+        "WebhookEventEnum": "webhooks.models.Event",
+    },
 }
 
 # Webhooks

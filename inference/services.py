@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 from PIL import Image as PILImage
@@ -146,10 +147,29 @@ def batch_finish_if_done(batch_id: int) -> bool:
     )
     if open_images.exists():
         return False
-    Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING).update(
-        status=Batch.Status.DONE, finished_at=timezone.now()
-    )
+    with transaction.atomic():
+        finished = Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING).update(
+            status=Batch.Status.DONE, finished_at=timezone.now()
+        )
+        if finished:
+            _batch_finished_event(batch_id)
     return True
+
+
+def _batch_finished_event(batch_id: int) -> None:
+    from webhooks.services import webhook_event
+
+    batch = Batch.objects.get(id=batch_id)
+    counts = dict(batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    payload = {
+        "batch": batch.id,
+        "status": batch.status,
+        "images": batch.image_count,
+        "labeled": counts.get(Image.Status.LABELED, 0),
+        "failed": counts.get(Image.Status.FAILED, 0),
+        "finished_at": batch.finished_at.isoformat(),
+    }
+    webhook_event(batch.project_id, "batch.finished", payload)
 
 
 def images_label(claim: Claim, version: ModelVersion, model) -> None:
@@ -269,12 +289,23 @@ def export_build(export_id: int) -> bool:
     except Exception as exc:
         _export_failed(export, token, exc)
         raise
-    finished = Export.objects.filter(id=export.id, claim_token=token).update(
-        status=Export.Status.READY, file=name, image_count=count, finished_at=timezone.now(), error=""
-    )
+    with transaction.atomic():
+        finished = Export.objects.filter(id=export.id, claim_token=token).update(
+            status=Export.Status.READY, file=name, image_count=count, finished_at=timezone.now(), error=""
+        )
+        if finished:
+            _export_ready_event(export, count)
     if not finished:
         default_storage.delete(name)
     return bool(finished)
+
+
+def _export_ready_event(export: Export, count: int) -> None:
+    from webhooks.services import webhook_event
+
+    path = reverse("projects:export_download", args=[export.project_id, export.id])
+    payload = {"export": export.id, "images": count, "download": settings.SITE_URL.rstrip("/") + path}
+    webhook_event(export.project_id, "export.ready", payload)
 
 
 def _export_claim(export_id: int) -> tuple[Export, uuid.UUID] | None:

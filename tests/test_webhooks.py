@@ -476,3 +476,31 @@ class TestAdmin:
 
 def test_events_are_the_two_documented_ones():
     assert Event.values == ["batch.finished", "export.ready"]
+
+
+class TestProductEvents:
+    """The events the product fires: a batch finishing labeling and an export becoming ready."""
+
+    def test_a_finished_batch_and_a_ready_export_call_the_webhook(
+        self, webhook, receiver, project, users, django_capture_on_commit_callbacks, tmp_path
+    ):
+        import json
+
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from projects import services as project_services
+        from tests.factories import face_jpeg
+        from tests.test_projects import register_tiny_model
+
+        register_tiny_model(tmp_path)
+        files = [SimpleUploadedFile(f"f{i}.jpg", face_jpeg(i)) for i in range(3)]
+        with django_capture_on_commit_callbacks(execute=True):
+            batch = project_services.batch_create(project=project, user=users["bob"], files=files)
+        with django_capture_on_commit_callbacks(execute=True):
+            export = project_services.export_start(project=project, user=users["bob"])
+
+        bodies = [json.loads(request["body"]) for request in receiver.received]
+        assert [body["event"] for body in bodies] == ["batch.finished", "export.ready"]
+        assert bodies[0]["data"]["batch"] == batch.id and bodies[0]["data"]["labeled"] == 3
+        assert bodies[1]["data"]["export"] == export.id
+        assert bodies[1]["data"]["download"].endswith(f"/projects/{project.id}/exports/{export.id}/download/")

@@ -26,11 +26,16 @@ class Command(BaseCommand):
         parser.add_argument("--data", type=Path, help="folder of images (default: generated faces)")
         parser.add_argument("--requests", type=int, default=300)
         parser.add_argument("--warmup", type=int, default=20)
+        parser.add_argument(
+            "--photo-size", type=int, default=0, help="paste each image, enlarged, into a photo this wide"
+        )
 
-    def handle(self, *args, data: Path | None, requests: int, warmup: int, **options):
+    def handle(self, *args, data: Path | None, requests: int, warmup: int, photo_size: int, **options):
         if active_model_version() is None:
             raise CommandError("No active model version: run `make run` once or register_model --activate.")
         images = sample_images(data, requests + warmup)
+        if photo_size:
+            images = [(name, as_photo(content, photo_size)) for name, content in images]
         user, _ = get_user_model().objects.get_or_create(username="bench")
         token, key = api_token_create(user=user, name="bench_predict")
         client = Client(HTTP_AUTHORIZATION=f"Token {key}", HTTP_HOST=allowed_host())
@@ -71,6 +76,19 @@ def noise_jpeg(seed: int, size: int = 480) -> bytes:
     random.seed(seed)
     buffer = io.BytesIO()
     PILImage.effect_noise((size, size), 30 + seed % 20).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def as_photo(content: bytes, width: int) -> bytes:
+    """A camera-sized frame (4:3) with the face enlarged to half its height, off-centre, so that
+    face detection has real work to do."""
+    face = PILImage.open(io.BytesIO(content)).convert("RGB")
+    height = width * 3 // 4
+    face = face.resize((height // 2, height // 2))
+    photo = PILImage.new("RGB", (width, height), (90, 100, 110))
+    photo.paste(face, (width // 5, height // 4))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
