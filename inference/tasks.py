@@ -8,6 +8,9 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import OperationalError
 
+from webhooks.services import deliveries_stalled
+from webhooks.tasks import deliver_webhook
+
 from . import services
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ def recover_stalled_work() -> None:
     for export_id in export_ids:
         logger.info("re-queueing stalled export %s", export_id)
         export_project_zip.delay(export_id)
+    for delivery_id in deliveries_stalled():
+        deliver_webhook.delay(delivery_id)
 
 
 @shared_task(ignore_result=True)

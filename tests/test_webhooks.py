@@ -504,3 +504,20 @@ class TestProductEvents:
         assert bodies[0]["data"]["batch"] == batch.id and bodies[0]["data"]["labeled"] == 3
         assert bodies[1]["data"]["export"] == export.id
         assert bodies[1]["data"]["download"].endswith(f"/projects/{project.id}/exports/{export.id}/download/")
+
+
+def test_the_sweep_resends_a_delivery_whose_message_was_lost(webhook, receiver):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inference.tasks import recover_stalled_work
+    from webhooks.models import WebhookDelivery
+
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="batch.finished", payload={"batch": 1})
+    recover_stalled_work()
+    assert receiver.received == []  # not quiet long enough: its own task may still come
+    WebhookDelivery.objects.filter(id=delivery.id).update(created_at=timezone.now() - timedelta(hours=1))
+    recover_stalled_work()
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED and len(receiver.received) == 1

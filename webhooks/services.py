@@ -11,13 +11,14 @@ import json
 import logging
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from projects.models import Project
@@ -180,6 +181,18 @@ def _queue_delivery(delivery_id: int) -> None:
     from .tasks import deliver_webhook
 
     deliver_webhook.delay(delivery_id)
+
+
+def deliveries_stalled() -> list[int]:
+    """Pending deliveries that nothing is going to send: their message was lost (broker down
+    when the event fired, a worker killed). Quiet for longer than the longest backoff."""
+    quiet_since = timezone.now() - timedelta(seconds=MAX_BACKOFF_SECONDS + settings.WEBHOOK_TIMEOUT + 60)
+    pending = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
+    return list(
+        pending.filter(
+            Q(last_attempt_at__lt=quiet_since) | Q(last_attempt_at=None, created_at__lt=quiet_since)
+        ).values_list("id", flat=True)
+    )
 
 
 def retry_delay(attempts: int) -> int:
