@@ -10,5 +10,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz),
     path("api/", include("facelabel.api_urls")),
+    path("account/", include("accounts.urls")),
     path("", include("projects.urls")),
 ]

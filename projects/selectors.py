@@ -68,9 +68,11 @@ class ImageFilters:
 
         def number(name: str, kind=float):
             try:
-                return kind(params.get(name, ""))
+                value = kind(params.get(name, ""))
             except (TypeError, ValueError):
                 return None
+            # Beyond these the database driver overflows; no id or confidence is that large.
+            return value if abs(value) < 2**53 else None
 
         return cls(
             predicted=label("predicted"),

@@ -35,6 +35,29 @@ def project_create(*, user, name: str, description: str = "") -> Project:
     return project
 
 
+def project_update(*, project: Project, **fields) -> Project:
+    """Change name, description or relabel_on_new_model."""
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()[:200]
+        if not fields["name"]:
+            raise ValidationError("A project needs a name.")
+    for name, value in fields.items():
+        setattr(project, name, value)
+    if fields:
+        project.save(update_fields=list(fields))
+    return project
+
+
+def project_delete(*, project: Project) -> None:
+    """Delete the project, its batches, images and exports, and their files once that commits."""
+    images = Image.objects.filter(project=project)
+    names = [name for pair in images.values_list("file", "thumbnail") for name in pair if name]
+    names += [name for name in Export.objects.filter(project=project).values_list("file", flat=True) if name]
+    with transaction.atomic():
+        project.delete()
+        transaction.on_commit(lambda: _delete_files(names), robust=True)
+
+
 def member_set(*, project: Project, username: str, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError(f"Unknown role {role!r}.")

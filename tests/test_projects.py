@@ -424,3 +424,14 @@ def test_the_review_grid_puts_the_least_sure_first(client, labeled_project, user
     )
     shown = [image.confidence for image in response.context["page"]]
     assert shown == sorted(shown) and len(shown) == 10
+
+
+def test_deleting_a_project_removes_its_rows_and_files(labeled_project, django_capture_on_commit_callbacks):
+    from django.core.files.storage import default_storage
+
+    names = list(Image.objects.values_list("file", flat=True))
+    assert all(default_storage.exists(name) for name in names)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.project_delete(project=labeled_project)
+    assert not Image.objects.exists() and not Batch.objects.exists()
+    assert not any(default_storage.exists(name) for name in names)

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             worker.wait(timeout=60)
             meter.stop()
             if not options["keep"]:
-                project_delete(project)
+                services.project_delete(project=project)
         for name, value in figures.items():
             self.stdout.write(f"{name}: {value}")
 
@@ -142,18 +142,6 @@ def model_throughput(version, paths, naive_sample: int) -> tuple[float, float]:
     for row in naive:
         model.predict_naive_one(row)
     return model_rate, len(naive) / (time.monotonic() - started)
-
-
-def project_delete(project: Project) -> None:
-    from django.core.files.storage import default_storage
-
-    for name, thumb in Image.objects.filter(project=project).values_list("file", "thumbnail"):
-        default_storage.delete(name)
-        if thumb:
-            default_storage.delete(thumb)
-    for export in Export.objects.filter(project=project).exclude(file=""):
-        default_storage.delete(export.file.name)
-    project.delete()
 
 
 class RssMeter:
