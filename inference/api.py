@@ -23,6 +23,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
+@extend_schema(tags=["models"])
 class ModelVersionList(generics.ListAPIView):
     """Every model version; `is_active` marks the one that labels new images."""
 
@@ -31,7 +32,10 @@ class ModelVersionList(generics.ListAPIView):
 
 
 class ActiveModelVersion(APIView):
-    @extend_schema(responses={200: ModelVersionSerializer, 404: OpenApiResponse(description="none active")})
+    @extend_schema(
+        tags=["models"],
+        responses={200: ModelVersionSerializer, 404: OpenApiResponse(description="none active")},
+    )
     def get(self, request):
         version = services.active_model_version()
         if version is None:
@@ -63,6 +67,7 @@ class Predict(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
+        tags=["predict"],
         request=PredictInput,
         responses={
             200: PredictionSerializer,

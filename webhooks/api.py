@@ -99,7 +99,11 @@ def _as_api_errors():
 
 
 class WebhookListApi(APIView):
-    @extend_schema(operation_id="webhooks_list", responses={200: WebhookOutput(many=True), 404: ERRORS[404]})
+    @extend_schema(
+        tags=["webhooks"],
+        operation_id="webhooks_list",
+        responses={200: WebhookOutput(many=True), 404: ERRORS[404]},
+    )
     def get(self, request, project_id: int):
         membership = membership_get(request.user, project_id)
         context = {"show_secret": membership.role == Role.OWNER}
@@ -108,6 +112,7 @@ class WebhookListApi(APIView):
         )
 
     @extend_schema(
+        tags=["webhooks"],
         operation_id="webhooks_create",
         request=WebhookCreateInput,
         responses={201: WebhookOutput, **ERRORS},
@@ -123,7 +128,9 @@ class WebhookListApi(APIView):
 
 
 class WebhookDetailApi(APIView):
-    @extend_schema(operation_id="webhooks_retrieve", responses={200: WebhookOutput, 404: ERRORS[404]})
+    @extend_schema(
+        tags=["webhooks"], operation_id="webhooks_retrieve", responses={200: WebhookOutput, 404: ERRORS[404]}
+    )
     def get(self, request, project_id: int, webhook_id: int):
         membership = membership_get(request.user, project_id)
         webhook = selectors.webhook_get(membership.project, webhook_id)
@@ -131,6 +138,7 @@ class WebhookDetailApi(APIView):
         return Response(WebhookOutput(webhook, context=context).data)
 
     @extend_schema(
+        tags=["webhooks"],
         operation_id="webhooks_partial_update",
         request=WebhookUpdateInput,
         responses={200: WebhookOutput, **ERRORS},
@@ -143,7 +151,11 @@ class WebhookDetailApi(APIView):
             webhook = services.webhook_update(webhook=webhook, **data)
         return Response(WebhookOutput(webhook, context={"show_secret": True}).data)
 
-    @extend_schema(operation_id="webhooks_destroy", responses={204: None, 403: ERRORS[403], 404: ERRORS[404]})
+    @extend_schema(
+        tags=["webhooks"],
+        operation_id="webhooks_destroy",
+        responses={204: None, 403: ERRORS[403], 404: ERRORS[404]},
+    )
     def delete(self, request, project_id: int, webhook_id: int):
         project = project_get_for_user(request.user, project_id, Role.OWNER)
         services.webhook_delete(webhook=selectors.webhook_get(project, webhook_id))
@@ -152,6 +164,7 @@ class WebhookDetailApi(APIView):
 
 class WebhookDeliveryListApi(APIView):
     @extend_schema(
+        tags=["webhooks"],
         operation_id="webhooks_deliveries_list",
         responses={
             200: inline_serializer(
