@@ -172,6 +172,9 @@ RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 60)
 RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 INFERENCE_THREADS = envint("INFERENCE_THREADS", 2)
+TRAINING_THREADS = envint("TRAINING_THREADS", 2)
+TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 3600)
+IMAGENET_WEIGHTS_DIR = os.getenv("IMAGENET_WEIGHTS_DIR", "")
 
 # Celery. The default broker keeps messages as files under var/broker, so `make run` needs no
 # server; the database stays the source of truth and a periodic sweep re-queues stalled work,
@@ -195,6 +198,7 @@ CELERY_TASK_ROUTES = {
     "inference.tasks.label_batch": {"queue": "inference"},
     "inference.tasks.relabel_images": {"queue": "inference"},
     "inference.tasks.export_project_zip": {"queue": "exports"},
+    "training.tasks.run_trial": {"queue": "training"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
