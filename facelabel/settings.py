@@ -213,6 +213,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inference.tasks.relabel_outdated_images",
         "schedule": float(RELABEL_INTERVAL),
     },
+    "fail-lost-trials": {
+        "task": "training.tasks.fail_lost_trials",
+        "schedule": float(RECOVERY_INTERVAL),
+    },
 }
 # The schedule lives in the database (editable in the admin); the entries above are its defaults.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -1,0 +1,230 @@
+"""Training trials: configuration, presets, the Celery task end to end, cancel, promote."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from inference.models import EMOTIONS, ModelVersion
+from tests.factories import face_jpeg
+from training import services
+from training.config import config_to_dict, config_validate
+from training.models import Trial, TrialEpoch
+from training.presets import PRESETS, preset_config
+from training.selectors import trial_history, trials_compare
+from training.tasks import run_trial
+
+# A few seconds an epoch on generated 48x48 faces: the recipe of trial 1, made tiny.
+TINY = {
+    "epochs": 2,
+    "batch_size": 8,
+    "conv_filters": [8, 16],
+    "conv_dropout": [0.1, 0.1],
+    "dense_units": 16,
+    "early_stopping_patience": 0,
+    "lr_plateau_patience": 0,
+    # Tracing every augmentation layer costs seconds; one cheap layer still exercises the path.
+    "rotation": 0.0,
+    "width_shift": 0.0,
+    "height_shift": 0.0,
+    "zoom": 0.0,
+    "shear": 0.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+    settings.IMAGENET_WEIGHTS_DIR = ""
+
+
+@pytest.fixture
+def faces_dir(db, tmp_path):
+    """train/ with 3 faces per emotion and validation/ with 2."""
+    root = tmp_path / "faces"
+    for part, count in (("train", 3), ("validation", 2)):
+        for label, emotion in enumerate(EMOTIONS):
+            folder = root / part / emotion
+            folder.mkdir(parents=True)
+            for n in range(count):
+                (folder / f"{n}.jpg").write_bytes(face_jpeg(label * 10 + n))
+    return root
+
+
+def make_trial(faces_dir, *, start: bool = True, **overrides) -> Trial:
+    return services.trial_create(
+        name="tiny run", preset="trial_1", config=TINY | overrides, data_dir=str(faces_dir), start=start
+    )
+
+
+def errors_of(data: dict) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as raised:
+        config_validate(data)
+    return raised.value.message_dict
+
+
+def test_config_refuses_unknown_settings_by_name():
+    assert "Unknown setting 'learnig_rate'" in errors_of({"learnig_rate": 0.1})["learnig_rate"][0]
+
+
+def test_config_refuses_out_of_range_and_wrong_types_per_field():
+    errors = errors_of({"learning_rate": -0.01, "epochs": "ten", "input_size": 16, "grayscale": 1})
+    assert errors["learning_rate"] == ["Must be in (0, 1]; got -0.01."]
+    assert errors["epochs"] == ["Must be a whole number, got 'ten'."]
+    assert errors["input_size"] == ["Must be in [32, 224]; got 16."]
+    assert errors["grayscale"] == ["Must be true or false, got 1."]
+
+
+def test_config_refuses_a_dropout_list_that_does_not_match_the_blocks():
+    assert "one dropout per convolutional block" in errors_of({"conv_dropout": [0.2]})["conv_dropout"][0]
+
+
+def test_transfer_preset_without_weights_says_how_to_proceed():
+    errors = errors_of(preset_config("trial_9"))
+    message = errors["imagenet_weights"][0]
+    assert "No ImageNet weights file" in message and "IMAGENET_WEIGHTS_DIR" in message
+    assert "train_from_scratch_ok" in message
+
+
+def test_transfer_preset_finds_weights_in_the_weights_folder(settings, tmp_path):
+    settings.IMAGENET_WEIGHTS_DIR = str(tmp_path)
+    weights = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    weights.write_bytes(b"stand-in")
+    assert config_validate(preset_config("vgg16")).imagenet_weights == str(weights)
+
+
+def test_transfer_preset_refuses_grayscale():
+    errors = errors_of(preset_config("trial_9") | {"grayscale": True, "train_from_scratch_ok": True})
+    assert "colour" in errors["grayscale"][0]
+
+
+def test_presets_are_faithful_to_the_original_trials():
+    assert config_validate(preset_config("trial_6")).input_size == 96
+    assert config_validate(preset_config("trial_6")).epochs == 200
+    assert config_validate(preset_config("trial_2")).conv_filters == (64, 128, 256, 512)
+    assert config_validate(preset_config("trial_8")).clipnorm == 1.0
+    vgg = config_validate(preset_config("vgg16") | {"train_from_scratch_ok": True})
+    assert (vgg.input_size, vgg.grayscale, vgg.batch_size, vgg.epochs) == (150, False, 64, 30)
+    assert (vgg.early_stopping_patience, vgg.lr_plateau_patience) == (5, 3)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_validates_and_builds(name):
+    from training.architectures import build_model
+
+    config = config_validate(preset_config(name) | {"train_from_scratch_ok": True})
+    assert config_validate(config_to_dict(config)) == config  # the stored form round-trips
+    model = build_model(config)
+    assert tuple(model.input_shape) == (None, config.input_size, config.input_size, config.channels)
+    assert tuple(model.output_shape) == (None, 7)
+
+
+def test_a_trial_trains_through_the_task_and_its_promoted_model_labels_new_batches(
+    faces_dir, project, users, django_capture_on_commit_callbacks
+):
+    # One test for the whole path: training a model costs seconds, even a tiny one.
+    from inference.engine import EmotionModel
+    from projects import services as project_services
+    from projects.models import Image
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trial = make_trial(faces_dir)
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.SUCCEEDED, trial.error
+    assert [row.epoch for row in trial_history(trial)] == [1, 2]
+    assert trial.epochs_done == 2 and trial.heartbeat_at and trial.seconds_total > 0
+    assert all(row.learning_rate == pytest.approx(0.001) and row.seconds > 0 for row in trial_history(trial))
+    assert sum(map(sum, trial.metrics["confusion"])) == trial.metrics["validation_count"] == 14
+    assert set(trial.metrics["per_class"]) == set(EMOTIONS)
+    assert 0 <= trial.metrics["accuracy"] <= 1
+    assert trial.model_file.name.endswith(".keras") and trial.model_file.size > 0
+    assert trial.confusion_image.open("rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert trial.log_dir.endswith(f"tensorboard/{trial.pk}")
+    assert trials_compare([trial.pk])["metrics"][0] == ("accuracy", [trial.metrics["accuracy"]])
+
+    version = services.trial_promote(trial)
+
+    version.refresh_from_db()
+    trial.refresh_from_db()
+    assert version.is_active and trial.model_version == version
+    assert (version.input_size, version.grayscale, version.preprocessing) == (48, True, "zero_one")
+    assert version.metrics == trial.metrics and version.name == f"trial-{trial.pk}-tiny-run"
+    EmotionModel(version.file.path, 48, True, "zero_one", EMOTIONS)
+    with django_capture_on_commit_callbacks(execute=True):
+        project_services.batch_create(
+            project=project, user=users["alice"], files=[SimpleUploadedFile("new.jpg", face_jpeg(77))]
+        )
+    image = Image.objects.get()
+    assert image.model_version == version and image.predicted_label in EMOTIONS
+
+
+def test_a_repeated_delivery_does_nothing(faces_dir):
+    trial = make_trial(faces_dir, start=False)
+    Trial.objects.filter(pk=trial.pk).update(status=Trial.Status.RUNNING)
+    run_trial.delay(trial.pk)
+    assert not TrialEpoch.objects.exists()
+
+
+def test_only_a_succeeded_trial_can_be_promoted(faces_dir):
+    trial = make_trial(faces_dir, start=False)
+    with pytest.raises(ValidationError):
+        services.trial_promote(trial)
+    assert not ModelVersion.objects.exists()
+
+
+def test_cancel_stops_a_running_trial_at_the_end_of_an_epoch(faces_dir):
+    trial = make_trial(faces_dir, start=False)
+    Trial.objects.filter(pk=trial.pk).update(cancel_requested=True)
+    run_trial.delay(trial.pk)
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.CANCELLED
+    assert TrialEpoch.objects.filter(trial=trial).count() == 1
+    assert not trial.model_file
+
+
+def test_cancel_of_a_queued_trial_is_immediate(faces_dir):
+    trial = services.trial_cancel(make_trial(faces_dir, start=False))
+    assert trial.status == Trial.Status.CANCELLED and trial.finished_at
+
+
+def test_a_trial_can_train_on_a_projects_final_labels(project, users, django_capture_on_commit_callbacks):
+    from projects import services as project_services
+    from projects.models import Image
+    from tests.test_projects import register_tiny_model
+
+    register_tiny_model()
+    files = [SimpleUploadedFile(f"{n}.jpg", face_jpeg(n)) for n in range(14)]
+    with django_capture_on_commit_callbacks(execute=True):
+        project_services.batch_create(project=project, user=users["alice"], files=files)
+    for n, image in enumerate(Image.objects.order_by("id")):
+        Image.objects.filter(pk=image.pk).update(reviewed_label=EMOTIONS[n % 7])
+
+    config = TINY | {"epochs": 1}
+    trial = services.trial_create(
+        name="from project", preset="trial_1", config=config, project=project, start=False
+    )
+    run_trial.delay(trial.pk)
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.SUCCEEDED, trial.error
+    assert trial.data_source == Trial.DataSource.PROJECT and trial.metrics["validation_count"] == 7
+
+
+def test_a_folder_without_emotion_folders_is_refused(tmp_path):
+    with pytest.raises(ValidationError) as raised:
+        services.trial_create(name="x", preset="trial_1", config={}, data_dir=str(tmp_path))
+    assert "one folder per emotion" in raised.value.message_dict["data_dir"][0]
+
+
+def test_a_running_trial_without_heartbeat_is_marked_failed(db, settings):
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 600
+    old = timezone.now() - timedelta(seconds=601)
+    lost = Trial.objects.create(name="lost", status=Trial.Status.RUNNING, heartbeat_at=old)
+    alive = Trial.objects.create(name="alive", status=Trial.Status.RUNNING, heartbeat_at=timezone.now())
+
+    assert services.trials_fail_lost() == 1
+    lost.refresh_from_db()
+    alive.refresh_from_db()
+    assert lost.status == Trial.Status.FAILED and "the worker stopped" in lost.error
+    assert alive.status == Trial.Status.RUNNING

@@ -1,0 +1,133 @@
+"""Keras models for each architecture a TrainingConfig names.
+
+Every model takes pixels scaled to [0, 1] (the "zero_one" preprocessing of a ModelVersion) and
+ends in a 7-way softmax in EMOTIONS order; transfer models carry their network's own input
+scaling as layers, so a promoted file needs no extra preprocessing. TensorFlow is imported inside
+the functions: importing this module must stay cheap for the web process.
+"""
+
+from typing import TYPE_CHECKING
+
+from inference.models import EMOTIONS
+
+if TYPE_CHECKING:
+    import keras
+
+    from .config import TrainingConfig
+
+# VGG16 was trained on BGR pixels in 0..255 minus these channel means (Caffe style).
+VGG16_BGR_MEANS = (103.939, 116.779, 123.68)
+
+
+def build_model(config: "TrainingConfig") -> "keras.Model":
+    builders = {
+        "cnn_trial": _cnn_trial,
+        "facelabel_cnn": _facelabel_cnn,
+        "mobilenet_v2": _mobilenet_v2,
+        "vgg16": _vgg16,
+    }
+    import keras
+
+    inputs = keras.Input((config.input_size, config.input_size, config.channels), name="pixels")
+    features = builders[config.architecture](inputs, config)
+    outputs = _head(features, config)
+    return keras.Model(inputs, outputs, name=config.architecture)
+
+
+def _activation(config: "TrainingConfig"):
+    import keras
+
+    if config.activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=config.leaky_alpha)
+    return keras.layers.Activation("relu")
+
+
+def _conv(x, filters: int, config: "TrainingConfig", *, use_bias: bool = True):
+    import keras
+
+    return keras.layers.Conv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=config.initializer,
+        kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None,
+    )(x)
+
+
+def _cnn_trial(x, config: "TrainingConfig"):
+    """The original trials' blocks: Conv 3x3, activation, BatchNorm, MaxPool, Dropout."""
+    import keras
+
+    for filters, dropout in zip(config.conv_filters, config.conv_dropout, strict=True):
+        x = _conv(x, filters, config)
+        x = _activation(config)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Dropout(dropout)(x)
+    return x
+
+
+def _facelabel_cnn(x, config: "TrainingConfig"):
+    """Two Conv-BN-activation layers per block (BN before the activation, no conv bias)."""
+    import keras
+
+    for filters, dropout in zip(config.conv_filters, config.conv_dropout, strict=True):
+        for _ in range(2):
+            x = _conv(x, filters, config, use_bias=False)
+            x = keras.layers.BatchNormalization()(x)
+            x = _activation(config)(x)
+        x = keras.layers.MaxPooling2D()(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+    return x
+
+
+def _mobilenet_v2(x, config: "TrainingConfig"):
+    import keras
+
+    # MobileNetV2's preprocess_input maps 0..255 to [-1, 1]; our inputs are [0, 1].
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="mobilenet_v2_scaling")(x)
+    base = keras.applications.MobileNetV2(
+        input_shape=(config.input_size, config.input_size, 3),
+        include_top=False,
+        weights=config.imagenet_weights or None,
+    )
+    base.trainable = not config.freeze_base
+    # training=False keeps a frozen base's BatchNorm statistics fixed (Keras transfer guide).
+    return base(x, training=False) if config.freeze_base else base(x)
+
+
+def _vgg16(x, config: "TrainingConfig"):
+    import keras
+    import numpy as np
+
+    # RGB [0, 1] -> Caffe-style BGR 0..255 minus means, as one fixed per-pixel linear layer, so
+    # the saved model needs no Lambda (which Keras refuses to load in safe mode).
+    to_bgr = keras.layers.Dense(3, trainable=False, name="vgg16_scaling")
+    x = to_bgr(x)
+    to_bgr.set_weights([np.eye(3)[::-1] * 255.0, -np.array(VGG16_BGR_MEANS)])
+    base = keras.applications.VGG16(
+        input_shape=(config.input_size, config.input_size, 3),
+        include_top=False,
+        weights=config.imagenet_weights or None,
+    )
+    base.trainable = not config.freeze_base
+    return base(x, training=False) if config.freeze_base else base(x)
+
+
+def _head(x, config: "TrainingConfig"):
+    import keras
+
+    x = keras.layers.GlobalAveragePooling2D()(x) if config.pooling == "gap" else keras.layers.Flatten()(x)
+    if config.dense_units:
+        x = keras.layers.Dense(
+            config.dense_units,
+            kernel_initializer=config.initializer,
+            kernel_regularizer=keras.regularizers.L2(config.l2) if config.l2 else None,
+        )(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = _activation(config)(x)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout)(x)
+    return keras.layers.Dense(len(EMOTIONS), activation="softmax", name="emotions")(x)

@@ -1,0 +1,221 @@
+"""Training and validation data as tf.data pipelines.
+
+Two sources: a server folder (train/ and validation/, one folder per emotion, FER2013's layout)
+read lazily file by file, and a project's final labels, whose face crops are decoded once into
+memory (projects are small next to FER2013, and their files may live in S3). Pixels are scaled
+to [0, 1]; augmentation runs as Keras preprocessing layers on training batches only.
+"""
+
+import functools
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inference.models import EMOTIONS
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .config import TrainingConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+@dataclass
+class Split:
+    """One split's examples: file paths (folder data) or decoded pixels (project data)."""
+
+    labels: np.ndarray  # class indices into EMOTIONS
+    paths: list[str] | None = None
+    pixels: np.ndarray | None = None  # (n, size, size, channels) uint8
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def folder_split(folder: Path) -> Split:
+    """Files under folder/<emotion>/ (folder names matched case-insensitively)."""
+    paths, labels = [], []
+    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if child.name.lower() not in EMOTIONS:
+            continue
+        files = sorted(p for p in child.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += [str(p) for p in files]
+        labels += [EMOTIONS.index(child.name.lower())] * len(files)
+    return Split(labels=np.array(labels, np.int64), paths=paths)
+
+
+def folder_splits(data_dir: str | Path) -> tuple[Split, Split]:
+    root = Path(data_dir)
+    return folder_split(root / "train"), folder_split(root / "validation")
+
+
+def project_splits(project, config: "TrainingConfig", validation_fraction: float) -> tuple[Split, Split]:
+    """The project's images with a final label, their faces cropped, split per class by seed."""
+    from projects.models import Image
+
+    rows = list(
+        Image.objects.filter(project=project)
+        .exclude(reviewed_label="", predicted_label="")
+        .only("id", "file", "face_box", "reviewed_label", "predicted_label")
+        .order_by("id")
+    )
+    pixels = np.stack([_face_pixels(row, config) for row in rows]) if rows else None
+    labels = np.array([EMOTIONS.index(row.final_label) for row in rows], np.int64)
+    validation = _validation_indices(labels, validation_fraction, config.seed)
+    train = np.setdiff1d(np.arange(len(rows)), validation)
+    if pixels is None or not len(train) or not len(validation):
+        raise ValueError(
+            f"the project has {len(rows)} labeled images: too few for a train and a validation split"
+        )
+    return (
+        Split(labels=labels[train], pixels=pixels[train]),
+        Split(labels=labels[validation], pixels=pixels[validation]),
+    )
+
+
+def _validation_indices(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    # Per class, so that a rare class appears on both sides; seeded, so a rerun gets the same split.
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = round(len(members) * fraction)
+        if len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        chosen.append(members[:count])
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], np.int64)
+
+
+def _face_pixels(image, config: "TrainingConfig") -> np.ndarray:
+    from PIL import Image as PILImage
+
+    with image.file.open("rb") as handle:
+        picture = PILImage.open(io.BytesIO(handle.read()))
+        picture.load()
+    if image.face_box:
+        x, y, width, height = image.face_box
+        picture = picture.crop((x, y, x + width, y + height))
+    picture = picture.convert("L" if config.grayscale else "RGB")
+    picture = picture.resize((config.input_size, config.input_size), PILImage.Resampling.BILINEAR)
+    return np.asarray(picture, np.uint8).reshape(config.input_size, config.input_size, config.channels)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Balanced weights for the classes present; 1.0 for absent ones (Keras wants every index)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    found = dict(zip(present.tolist(), weights.tolist(), strict=True))
+    return {index: float(found.get(index, 1.0)) for index in range(len(EMOTIONS))}
+
+
+def dataset(split: Split, config: "TrainingConfig", *, training: bool) -> "tf.data.Dataset":
+    """Batches of ([0, 1] pixels, one-hot labels); shuffled and augmented when training."""
+    import tensorflow as tf
+
+    labels = tf.one_hot(split.labels, len(EMOTIONS))
+    if split.pixels is not None:
+        data = tf.data.Dataset.from_tensor_slices((split.pixels, labels))
+        data = data.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    else:
+        data = tf.data.Dataset.from_tensor_slices((split.paths, labels))
+        data = data.map(lambda path, y: (_load(path, config), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        data = data.shuffle(min(len(split), 20_000), seed=config.seed, reshuffle_each_iteration=True)
+    data = data.batch(config.batch_size)
+    if training:
+        augment = augmentation(config)
+        if augment is not None:
+            data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _load(path, config: "TrainingConfig"):
+    import tensorflow as tf
+
+    pixels = tf.io.decode_image(tf.io.read_file(path), channels=config.channels, expand_animations=False)
+    size = (config.input_size, config.input_size)
+    # Area averaging when shrinking and bilinear when enlarging, as the inference engine does.
+    shrinking = tf.reduce_any(tf.shape(pixels)[:2] > config.input_size)
+    pixels = tf.cond(
+        shrinking,
+        lambda: tf.image.resize(pixels, size, method="area"),
+        lambda: tf.image.resize(pixels, size, method="bilinear"),
+    )
+    return tf.clip_by_value(pixels / 255.0, 0.0, 1.0)
+
+
+def augmentation(config: "TrainingConfig"):
+    """A Keras Sequential of random layers in ImageDataGenerator's spirit, or None if no change."""
+    import keras
+
+    layers = []
+    if config.random_crop:
+        # Pad (by edge reflection) and crop back: shifts of up to random_crop pixels, no blank borders.
+        pad = config.random_crop
+        reflect_pad = _custom_layers()[0]
+        layers.append(reflect_pad(pad))
+        layers.append(keras.layers.RandomCrop(config.input_size, config.input_size, seed=config.seed))
+    if config.rotation:
+        layers.append(
+            keras.layers.RandomRotation(config.rotation / 360, fill_mode="nearest", seed=config.seed)
+        )
+    if config.width_shift or config.height_shift:
+        layers.append(
+            keras.layers.RandomTranslation(
+                config.height_shift, config.width_shift, fill_mode="nearest", seed=config.seed
+            )
+        )
+    if config.zoom:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=config.seed))
+    if config.shear:
+        layers.append(
+            keras.layers.RandomShear(config.shear, config.shear, fill_mode="nearest", seed=config.seed)
+        )
+    if config.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
+    if config.brightness_range or config.channel_shift:
+        jitter = _custom_layers()[1]
+        layers.append(jitter(config.brightness_range, config.channel_shift / 255.0))
+    return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+@functools.cache
+def _custom_layers():
+    """Two small layers, defined on first use so that importing this module does not load TF."""
+    import keras
+    import tensorflow as tf
+
+    class ReflectPad(keras.layers.Layer):
+        def __init__(self, pad: int, **kwargs):
+            super().__init__(**kwargs)
+            self.pad = pad
+
+        def call(self, x):
+            p = self.pad
+            return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    class IntensityJitter(keras.layers.Layer):
+        """ImageDataGenerator's brightness_range (multiplies) and channel_shift_range (adds per
+        channel); Keras's RandomBrightness only adds, so this is a layer of its own."""
+
+        def __init__(self, brightness: tuple[float, float] | None, shift: float, **kwargs):
+            super().__init__(**kwargs)
+            self.brightness = brightness
+            self.shift = shift
+
+        def call(self, x):
+            batch = tf.shape(x)[0]
+            if self.brightness:
+                low, high = self.brightness
+                x = x * tf.random.uniform([batch, 1, 1, 1], low, high)
+            if self.shift:
+                x = x + tf.random.uniform([batch, 1, 1, tf.shape(x)[-1]], -self.shift, self.shift)
+            return tf.clip_by_value(x, 0.0, 1.0)
+
+    return ReflectPad, IntensityJitter

@@ -1,0 +1,144 @@
+"""Writes for trials: create (validated, queued on commit), cancel, promote, fail lost ones."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from inference.models import EMOTIONS, ModelVersion
+
+from .config import config_to_dict, config_validate
+from .models import Trial
+from .presets import PRESETS, preset_config
+
+LOST_MESSAGE = "the worker stopped: no heartbeat for {seconds} s"
+
+
+def trial_create(
+    *,
+    name: str,
+    preset: str,
+    config: dict | None,
+    data_dir: str = "",
+    project=None,
+    validation_fraction: float = 0.2,
+    user=None,
+    start: bool = True,
+) -> Trial:
+    """A validated trial from a preset and overrides; queued once the transaction commits.
+    `start=False` leaves it queued without a task (the `train` command runs it in-process)."""
+    if preset not in PRESETS:
+        raise ValidationError({"preset": [f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}."]})
+    validated = config_validate(preset_config(preset) | (config or {}))
+    _check_data_source(data_dir, project, validation_fraction)
+    trial = Trial.objects.create(
+        name=name,
+        preset=preset,
+        config=config_to_dict(validated),
+        data_source=Trial.DataSource.PROJECT if project is not None else Trial.DataSource.FOLDER,
+        data_dir=str(data_dir) if project is None else "",
+        project=project,
+        validation_fraction=validation_fraction,
+        created_by=user,
+    )
+    if start:
+        transaction.on_commit(lambda: _queue_trial(trial.pk))
+    return trial
+
+
+def _queue_trial(trial_id: int) -> None:
+    from .tasks import run_trial
+
+    run_trial.delay(trial_id)
+
+
+def _check_data_source(data_dir: str, project, validation_fraction: float) -> None:
+    if project is not None:
+        if data_dir:
+            raise ValidationError({"data_dir": ["Give a data folder or a project, not both."]})
+        if not 0 < validation_fraction < 1:
+            raise ValidationError({"validation_fraction": ["Must be between 0 and 1 (exclusive)."]})
+        return
+    if not data_dir:
+        raise ValidationError(
+            {"data_dir": ["Give a data folder (with train/ and validation/) or a project."]}
+        )
+    root = Path(data_dir)
+    for part in ("train", "validation"):
+        folder = root / part
+        emotions = {p.name.lower() for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
+        if not emotions & set(EMOTIONS):
+            raise ValidationError(
+                {
+                    "data_dir": [
+                        f"{folder} must exist and hold one folder per emotion ({', '.join(EMOTIONS)})."
+                    ]
+                }
+            )
+
+
+def trial_claim(trial_id: int) -> bool:
+    """Queued -> running, atomically: a repeated task delivery finds nothing to claim."""
+    now = timezone.now()
+    claimed = Trial.objects.filter(pk=trial_id, status=Trial.Status.QUEUED).update(
+        status=Trial.Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    return claimed == 1
+
+
+def trial_cancel(trial: Trial) -> Trial:
+    """A queued trial is cancelled at once; a running one stops at its next epoch end."""
+    Trial.objects.filter(pk=trial.pk, status=Trial.Status.QUEUED).update(
+        status=Trial.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+    )
+    Trial.objects.filter(pk=trial.pk, status=Trial.Status.RUNNING).update(cancel_requested=True)
+    trial.refresh_from_db()
+    return trial
+
+
+def trial_promote(trial: Trial, *, activate: bool = True) -> ModelVersion:
+    """The trial's best model as a new model version (made active unless told otherwise)."""
+    if trial.status != Trial.Status.SUCCEEDED or not trial.model_file:
+        raise ValidationError("Only a trial that succeeded has a model to promote.")
+    name = f"trial-{trial.pk}-{slugify(trial.name)}"[:100]
+    version = ModelVersion.objects.filter(name=name).first()
+    if version is None:  # promoting twice reuses the version rather than failing on the name
+        version = ModelVersion(
+            name=name,
+            input_size=trial.config["input_size"],
+            grayscale=trial.config["grayscale"],
+            preprocessing=ModelVersion.Preprocessing.ZERO_ONE,
+            class_order=list(EMOTIONS),
+            metrics=trial.metrics,
+            notes=f"Promoted from training trial {trial.pk} ({trial.preset}).",
+        )
+        with trial.model_file.open("rb") as handle:
+            version.file.save(f"{name}.keras", File(handle), save=False)
+        version.save()
+    if activate:
+        _activate(version)
+    trial.model_version = version
+    trial.save(update_fields=["model_version"])
+    return version
+
+
+def _activate(version: ModelVersion) -> None:
+    # Deactivate first, in one transaction: the database allows a single active version.
+    with transaction.atomic():
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.is_active = True
+
+
+def trials_fail_lost() -> int:
+    """Running trials whose heartbeat stopped lost their worker: mark them failed."""
+    seconds = settings.TRAINING_HEARTBEAT_TIMEOUT
+    stale = timezone.now() - timedelta(seconds=seconds)
+    return Trial.objects.filter(status=Trial.Status.RUNNING, heartbeat_at__lt=stale).update(
+        status=Trial.Status.FAILED, error=LOST_MESSAGE.format(seconds=seconds), finished_at=timezone.now()
+    )
