@@ -173,7 +173,7 @@ RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 INFERENCE_THREADS = envint("INFERENCE_THREADS", 2)
 TRAINING_THREADS = envint("TRAINING_THREADS", 2)
-TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 3600)
+TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 600)  # trials beat every 60 s
 IMAGENET_WEIGHTS_DIR = os.getenv("IMAGENET_WEIGHTS_DIR", "")
 
 # Celery. The default broker keeps messages as files under var/broker, so `make run` needs no
