@@ -228,3 +228,15 @@ def test_a_running_trial_without_heartbeat_is_marked_failed(db, settings):
     alive.refresh_from_db()
     assert lost.status == Trial.Status.FAILED and "the worker stopped" in lost.error
     assert alive.status == Trial.Status.RUNNING
+
+
+def test_a_queued_trial_nobody_picked_up_is_queued_again_once(db, settings):
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 600
+    waiting = Trial.objects.create(name="waiting", status=Trial.Status.QUEUED)
+    fresh = Trial.objects.create(name="fresh", status=Trial.Status.QUEUED)
+    Trial.objects.filter(id=waiting.id).update(created_at=timezone.now() - timedelta(seconds=601))
+
+    assert services.trials_requeue_waiting() == [waiting.id]
+    assert services.trials_requeue_waiting() == []  # touched: not sent again on the next sweep
+    fresh.refresh_from_db()
+    assert fresh.heartbeat_at is None

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -133,6 +134,20 @@ def _activate(version: ModelVersion) -> None:
         ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
         ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
     version.is_active = True
+
+
+def trials_requeue_waiting() -> list[int]:
+    """Queued trials nobody has picked up for a heartbeat timeout (their message may have been
+    lost with the broker) are queued again; the row claim makes a duplicate message harmless.
+    Touching heartbeat_at keeps a trial that waits behind a long one from being re-sent every
+    sweep."""
+    stale = timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+    waiting = Trial.objects.filter(status=Trial.Status.QUEUED).filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at=None, created_at__lt=stale)
+    )
+    ids = list(waiting.values_list("id", flat=True))
+    Trial.objects.filter(id__in=ids, status=Trial.Status.QUEUED).update(heartbeat_at=timezone.now())
+    return ids
 
 
 def trials_fail_lost() -> int:

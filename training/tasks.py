@@ -19,5 +19,8 @@ def run_trial(trial_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def fail_lost_trials() -> None:
-    """Periodic: trials whose worker died are marked failed. Safe to run anywhere, any time."""
+    """Periodic: trials whose worker died are marked failed, trials whose message was lost are
+    queued again. Safe to run anywhere, any time."""
     services.trials_fail_lost()
+    for trial_id in services.trials_requeue_waiting():
+        run_trial.delay(trial_id)
