@@ -240,3 +240,18 @@ def test_a_queued_trial_nobody_picked_up_is_queued_again_once(db, settings):
     assert services.trials_requeue_waiting() == []  # touched: not sent again on the next sweep
     fresh.refresh_from_db()
     assert fresh.heartbeat_at is None
+
+
+def test_ctrl_c_in_the_train_command_cancels_the_trial(faces_dir, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    from training import runner
+
+    def interrupted(trial_id, verbose=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    with pytest.raises(CommandError, match="interrupted"):
+        call_command("train", "--preset", "trial_1", "--data", str(faces_dir), "--epochs", "1")
+    trial = Trial.objects.get()
+    assert trial.status == Trial.Status.CANCELLED and trial.finished_at is not None

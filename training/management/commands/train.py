@@ -2,6 +2,7 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from training import runner, services
 from training.models import Trial
@@ -48,8 +49,14 @@ class Command(BaseCommand):
             raise CommandError(f"invalid trial: {problems}") from exc
         services.trial_claim(trial.pk)
         self.stdout.write(f"trial {trial.pk}: {trial.config['epochs']} epochs of {trial.preset}")
-        # Keras's own per-epoch progress bar (verbose=1).
-        trial = runner.run(trial.pk, verbose=1)
+        try:
+            trial = runner.run(trial.pk, verbose=1)  # Keras's own per-epoch progress bar
+        except KeyboardInterrupt:
+            # Ctrl-C: say so now instead of leaving a "running" trial for the lost-trial sweep.
+            Trial.objects.filter(pk=trial.pk, status=Trial.Status.RUNNING).update(
+                status=Trial.Status.CANCELLED, error="Interrupted in the shell.", finished_at=timezone.now()
+            )
+            raise CommandError(f"trial {trial.pk} interrupted") from None
         if trial.status != Trial.Status.SUCCEEDED:
             raise CommandError(f"trial {trial.pk} {trial.status}: {trial.error}")
         metrics = trial.metrics
