@@ -3,8 +3,10 @@ import zipfile
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 
 from facelabel.celery import app as celery_app
+from inference.models import EMOTIONS, ModelVersion
 from projects.models import Membership, Project, Role
 
 
@@ -69,3 +71,24 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def register_tiny_model(tmp_dir=None) -> ModelVersion:
+    """A real Keras model, stored through the default storage like an uploaded model file."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.factories import make_tiny_model
+
+    path = make_tiny_model(Path(tmp_dir or tempfile.mkdtemp()) / "tiny.keras", input_size=48, grayscale=True)
+    version = ModelVersion(
+        name="tiny", input_size=48, grayscale=True, class_order=list(EMOTIONS), is_active=True
+    )
+    version.file.save("tiny.keras", ContentFile(path.read_bytes()), save=False)
+    version.save()
+    return version
+
+
+@pytest.fixture
+def active_model(db, tmp_path):
+    return register_tiny_model(tmp_path)

@@ -19,9 +19,8 @@ from accounts.services import api_token_create, api_token_revoke
 from inference.models import EMOTIONS
 from projects import services
 from projects.models import ROLE_RANK, Batch, Export, Image, Membership, Project, Role
-from tests.conftest import zip_bytes
+from tests.conftest import register_tiny_model, zip_bytes
 from tests.factories import face_jpeg
-from tests.test_projects import register_tiny_model
 
 API = "/api/v1"
 ACTORS = ("owner", "reviewer", "viewer", "outsider", "anonymous", "revoked")

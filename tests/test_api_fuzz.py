@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error
 from accounts.services import api_token_create
 from inference.models import EMOTIONS, ModelVersion
 from projects.models import Batch, Export, Image, Membership, Project, Role
+from tests.conftest import register_tiny_model
 from tests.factories import face_jpeg
-from tests.test_projects import register_tiny_model
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 

@@ -18,13 +18,12 @@ from inference import tasks
 from projects import services
 from projects.models import Batch, Export, Image
 from tests.factories import face_jpeg
-from tests.test_projects import active_model  # noqa: F401 - fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def batch(project, users, active_model):  # noqa: F811
+def batch(project, users, active_model):
     files = [SimpleUploadedFile(f"f{i}.jpg", face_jpeg(i)) for i in range(6)]
     # Outside on_commit capture: the batch is created but nothing labels it yet.
     return services.batch_create(project=project, user=users["bob"], files=files)
@@ -38,7 +37,7 @@ def test_the_same_labeling_task_twice_labels_each_image_once(batch):
     assert batch.status == Batch.Status.DONE
 
 
-def test_a_late_result_from_a_worker_that_lost_its_claim_is_dropped(batch, active_model):  # noqa: F811
+def test_a_late_result_from_a_worker_that_lost_its_claim_is_dropped(batch, active_model):
     from inference.engine import load_model_version
 
     first = inference.images_claim(batch.id, 6, retries=False)
@@ -67,7 +66,7 @@ class PoisonModel:
         return self.model.predict(batch)
 
 
-def test_an_image_that_breaks_the_model_fails_after_bounded_tries(project, users, active_model, settings):  # noqa: F811
+def test_an_image_that_breaks_the_model_fails_after_bounded_tries(project, users, active_model, settings):
     from inference import engine
     from inference.faces import find_face
 

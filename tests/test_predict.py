@@ -7,12 +7,6 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create, api_token_revoke
 from inference.models import EMOTIONS
 from tests.factories import face_jpeg
-from tests.test_projects import register_tiny_model
-
-
-@pytest.fixture
-def active_model(db, tmp_path):
-    return register_tiny_model(tmp_path)
 
 
 @pytest.fixture

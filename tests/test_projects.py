@@ -8,34 +8,14 @@ import uuid
 import zipfile
 
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import EMOTIONS
 from projects import services
 from projects.models import Batch, Export, Image, Membership, Project, Role
 from tests.conftest import client_for, zip_bytes
-from tests.factories import face_jpeg, make_tiny_model
-
-
-def register_tiny_model(tmp_dir=None) -> ModelVersion:
-    """A real Keras model, stored through the default storage like an uploaded model file."""
-    import tempfile
-    from pathlib import Path
-
-    path = make_tiny_model(Path(tmp_dir or tempfile.mkdtemp()) / "tiny.keras", input_size=48, grayscale=True)
-    version = ModelVersion(
-        name="tiny", input_size=48, grayscale=True, class_order=list(EMOTIONS), is_active=True
-    )
-    version.file.save("tiny.keras", ContentFile(path.read_bytes()), save=False)
-    version.save()
-    return version
-
-
-@pytest.fixture
-def active_model(db, tmp_path):
-    return register_tiny_model(tmp_path)
+from tests.factories import face_jpeg
 
 
 def upload(client, project, files, token=None):

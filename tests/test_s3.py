@@ -67,7 +67,7 @@ def s3_storage(settings, s3_endpoint):
 def test_upload_label_and_export_through_object_storage(
     client, s3_storage, project, users, django_capture_on_commit_callbacks
 ):
-    from tests.test_projects import register_tiny_model
+    from tests.conftest import register_tiny_model
 
     register_tiny_model()
     assert type(default_storage._wrapped).__name__ == "S3Storage"

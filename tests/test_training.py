@@ -192,7 +192,7 @@ def test_cancel_of_a_queued_trial_is_immediate(faces_dir):
 def test_a_trial_can_train_on_a_projects_final_labels(project, users, django_capture_on_commit_callbacks):
     from projects import services as project_services
     from projects.models import Image
-    from tests.test_projects import register_tiny_model
+    from tests.conftest import register_tiny_model
 
     register_tiny_model()
     files = [SimpleUploadedFile(f"{n}.jpg", face_jpeg(n)) for n in range(14)]

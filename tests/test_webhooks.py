@@ -489,8 +489,8 @@ class TestProductEvents:
         from django.core.files.uploadedfile import SimpleUploadedFile
 
         from projects import services as project_services
+        from tests.conftest import register_tiny_model
         from tests.factories import face_jpeg
-        from tests.test_projects import register_tiny_model
 
         register_tiny_model(tmp_path)
         files = [SimpleUploadedFile(f"f{i}.jpg", face_jpeg(i)) for i in range(3)]
