@@ -188,6 +188,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        # Without this kombu writes its exchange tables to ./control, in whatever folder we run.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:

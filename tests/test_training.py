@@ -81,6 +81,53 @@ def test_config_refuses_a_dropout_list_that_does_not_match_the_blocks():
     assert "one dropout per convolutional block" in errors_of({"conv_dropout": [0.2]})["conv_dropout"][0]
 
 
+def test_config_refuses_block_counts_and_warmup_that_do_not_fit():
+    errors = errors_of({"conv_filters": [8, 16], "conv_dropout": [0, 0], "convs_per_block": [1, 5]})
+    assert "whole number in [1, 4]" in errors["convs_per_block"][0]
+    errors = errors_of({"conv_filters": [8, 16], "conv_dropout": [0, 0], "convs_per_block": [1]})
+    assert "one count per convolutional block" in errors["convs_per_block"][0]
+    assert errors_of({"epochs": 3, "warmup_epochs": 3})["warmup_epochs"] == ["Must be fewer than epochs."]
+    assert "plateau, cosine" in errors_of({"lr_schedule": "step"})["lr_schedule"][0]
+
+
+def test_convs_per_block_sets_the_depth_of_each_block():
+    from training.architectures import build_model
+
+    base = {"architecture": "facelabel_cnn", "conv_filters": [8, 16], "conv_dropout": [0, 0]}
+    convs = [
+        sum(type(layer).__name__ == "Conv2D" for layer in build_model(config_validate(base | extra)).layers)
+        for extra in ({}, {"convs_per_block": [1, 1]}, {"convs_per_block": [3, 2]})
+    ]
+    assert convs == [4, 2, 5]
+
+
+def test_flip_averaging_predicts_the_mean_of_an_image_and_its_mirror():
+    import numpy as np
+
+    from training.architectures import build_model, with_flip_averaging
+
+    model = build_model(config_validate(TINY | {"input_size": 48}))
+    pixels = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    expected = (model.predict(pixels, verbose=0) + model.predict(pixels[:, :, ::-1], verbose=0)) / 2
+    averaged = with_flip_averaging(model)
+    assert np.allclose(averaged.predict(pixels, verbose=0), expected, atol=1e-5)
+    # An asymmetric image and its mirror get the same answer from the averaged model.
+    assert np.allclose(
+        averaged.predict(pixels, verbose=0), averaged.predict(pixels[:, :, ::-1], verbose=0), atol=1e-5
+    )
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from training.runner import _optimizer
+
+    config = config_validate({"lr_schedule": "cosine", "learning_rate": 0.1, "epochs": 4, "warmup_epochs": 1})
+    schedule = _optimizer(config, steps_per_epoch=10).learning_rate
+    assert float(schedule) == 0.0  # step 0 of the warm-up
+    rates = [float(_optimizer(config, 10)._learning_rate(step)) for step in (5, 10, 25, 40)]
+    assert rates[0] == pytest.approx(0.05) and rates[1] == pytest.approx(0.1)
+    assert rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_transfer_preset_without_weights_says_how_to_proceed():
     errors = errors_of(preset_config("trial_9"))
     message = errors["imagenet_weights"][0]
@@ -158,6 +205,35 @@ def test_a_trial_trains_through_the_task_and_its_promoted_model_labels_new_batch
         )
     image = Image.objects.get()
     assert image.model_version == version and image.predicted_label in EMOTIONS
+
+
+def test_our_recipe_trains_with_cosine_decay_and_ships_a_flip_averaged_model(
+    faces_dir, django_capture_on_commit_callbacks
+):
+    import keras
+    import numpy as np
+
+    from inference.engine import EmotionModel
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trial = services.trial_create(
+            name="ours, tiny",
+            preset="facelabel_cnn",
+            config=preset_config("facelabel_cnn")
+            | TINY
+            | {"conv_dropout": [0, 0.1], "convs_per_block": [1, 2], "epochs": 3, "warmup_epochs": 1},
+            data_dir=str(faces_dir),
+        )
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.SUCCEEDED, trial.error
+    rates = [row.learning_rate for row in trial_history(trial)]
+    assert rates[0] > rates[1] > rates[2]  # decaying after the warm-up epoch
+    shipped = keras.models.load_model(trial.model_file.path, compile=False)
+    assert shipped.get_layer("mirror") and shipped.name.endswith("_flip_mean")
+    # The engine (LiteRT) serves it like any other model; its answer does not depend on the side.
+    engine = EmotionModel(trial.model_file.path, 48, True, "zero_one", EMOTIONS)
+    pixels = np.random.default_rng(1).random((2, 48, 48, 1), dtype=np.float32)
+    assert np.allclose(engine.predict(pixels), engine.predict(pixels[:, :, ::-1]), atol=1e-4)
 
 
 def test_a_repeated_delivery_does_nothing(faces_dir):

@@ -72,8 +72,9 @@ def _facelabel_cnn(x, config: "TrainingConfig"):
     """Two Conv-BN-activation layers per block (BN before the activation, no conv bias)."""
     import keras
 
-    for filters, dropout in zip(config.conv_filters, config.conv_dropout, strict=True):
-        for _ in range(2):
+    convs = config.convs_per_block or (2,) * len(config.conv_filters)
+    for filters, dropout, count in zip(config.conv_filters, config.conv_dropout, convs, strict=True):
+        for _ in range(count):
             x = _conv(x, filters, config, use_bias=False)
             x = keras.layers.BatchNormalization()(x)
             x = _activation(config)(x)
@@ -81,6 +82,25 @@ def _facelabel_cnn(x, config: "TrainingConfig"):
         if dropout:
             x = keras.layers.Dropout(dropout)(x)
     return x
+
+
+def with_flip_averaging(model: "keras.Model") -> "keras.Model":
+    """The model's mean prediction for the image and its mirror image, as one saved model.
+
+    The mirror is a fixed permutation matrix over the width axis, so the file holds only built-in
+    layers: it loads in Keras's safe mode and converts to LiteRT like any other model.
+    """
+    import keras
+    import numpy as np
+
+    height, width, channels = model.input_shape[1:]
+    inputs = keras.Input((height, width, channels), name="pixels")
+    mirror = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror")
+    flipped = keras.layers.Permute((1, 3, 2))(inputs)  # width last, where Dense acts
+    flipped = keras.layers.Permute((1, 3, 2))(mirror(flipped))
+    mirror.set_weights([np.eye(width, dtype="float32")[::-1]])
+    outputs = keras.layers.Average(name="emotions_flip_mean")([model(inputs), model(flipped)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_mean")
 
 
 def _mobilenet_v2(x, config: "TrainingConfig"):

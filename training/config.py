@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 INITIALIZERS = ("glorot_uniform", "he_normal")
 ACTIVATIONS = ("relu", "leaky_relu")
 POOLINGS = ("flatten", "gap")
+LR_SCHEDULES = ("plateau", "cosine")
 # The file names Keras itself downloads; an admin drops them into IMAGENET_WEIGHTS_DIR.
 IMAGENET_FILES = {
     "mobilenet_v2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_*_no_top.h5",
@@ -34,6 +35,8 @@ class TrainingConfig:
     # Convolutional blocks (cnn_trial, facelabel_cnn): filters and dropout per block.
     conv_filters: tuple[int, ...] = (64, 128, 256)
     conv_dropout: tuple[float, ...] = (0.25, 0.25, 0.25)
+    # facelabel_cnn only: convolutions per block; empty means two in every block.
+    convs_per_block: tuple[int, ...] = ()
     pooling: str = "flatten"
     dense_units: int = 512  # 0: no hidden dense layer in the head
     dropout: float = 0.3
@@ -50,6 +53,10 @@ class TrainingConfig:
     clipnorm: float | None = None
     batch_size: int = 64
     epochs: int = 100
+    # plateau: the learning rate drops when val_loss stalls; cosine: it decays to zero over all the
+    # epochs (after a linear warm-up), which suits a fixed time budget.
+    lr_schedule: str = "plateau"
+    warmup_epochs: int = 0
 
     # Augmentation, in ImageDataGenerator's units: degrees, fractions of the side, pixel levels.
     rotation: float = 30.0
@@ -67,6 +74,8 @@ class TrainingConfig:
     early_stopping_patience: int = 20  # 0: no early stopping
     lr_plateau_patience: int = 5  # 0: no plateau schedule
     lr_plateau_factor: float = 0.5
+    # The saved model averages its predictions for the image and its mirror image.
+    flip_averaging: bool = False
     imagenet_weights: str = ""
     train_from_scratch_ok: bool = False
     seed: int = 1234
@@ -95,6 +104,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "clipnorm": (0, 1000, False, True),
     "batch_size": (1, 1024, True, True),
     "epochs": (1, 1000, True, True),
+    "warmup_epochs": (0, 100, True, True),
     "rotation": (0, 180, True, True),
     "width_shift": (0, 1, True, False),
     "height_shift": (0, 1, True, False),
@@ -114,12 +124,21 @@ CHOICES = {
     "initializer": INITIALIZERS,
     "activation": ACTIVATIONS,
     "pooling": POOLINGS,
+    "lr_schedule": LR_SCHEDULES,
 }
-INTS = {"input_size", "dense_units", "batch_size", "epochs", "random_crop", "seed"} | {
+INTS = {"input_size", "dense_units", "batch_size", "epochs", "warmup_epochs", "random_crop", "seed"} | {
     "early_stopping_patience",
     "lr_plateau_patience",
 }
-BOOLS = {"grayscale", "freeze_base", "nesterov", "horizontal_flip", "class_weights", "train_from_scratch_ok"}
+BOOLS = {
+    "grayscale",
+    "freeze_base",
+    "nesterov",
+    "horizontal_flip",
+    "class_weights",
+    "flip_averaging",
+    "train_from_scratch_ok",
+}
 STRINGS = set(CHOICES) | {"imagenet_weights"}
 
 
@@ -159,7 +178,7 @@ def _clean(name: str, value: Any) -> Any:
         return value
     if name in STRINGS:
         return _clean_string(name, value)
-    if name in ("conv_filters", "conv_dropout"):
+    if name in ("conv_filters", "conv_dropout", "convs_per_block"):
         return _clean_list(name, value)
     if name == "brightness_range":
         return _clean_brightness(value)
@@ -191,11 +210,17 @@ def _clean_number(name: str, value: Any) -> int | float:
 
 
 def _clean_list(name: str, value: Any) -> tuple:
+    if name == "convs_per_block" and value in ([], ()):
+        return ()  # the architecture's own depth
     if not isinstance(value, list | tuple) or not 1 <= len(value) <= 6:
         raise ValueError("Must be a list of 1 to 6 numbers, one per convolutional block.")
     if name == "conv_filters":
         if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in value):
             raise ValueError("Each block's filters must be a whole number in [1, 1024].")
+        return tuple(value)
+    if name == "convs_per_block":
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4 for v in value):
+            raise ValueError("Each block's number of convolutions must be a whole number in [1, 4].")
         return tuple(value)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1 for v in value):
         raise ValueError("Each block's dropout must be a number in [0, 1).")
@@ -218,6 +243,10 @@ def _clean_brightness(value: Any) -> tuple[float, float] | None:
 def _check_together(values: dict[str, Any], errors: dict[str, list[str]]) -> None:
     if len(values["conv_dropout"]) != len(values["conv_filters"]):
         errors["conv_dropout"] = ["Give one dropout per convolutional block (as many as conv_filters)."]
+    if values["convs_per_block"] and len(values["convs_per_block"]) != len(values["conv_filters"]):
+        errors["convs_per_block"] = ["Give one count per convolutional block (as many as conv_filters)."]
+    if values["warmup_epochs"] >= values["epochs"]:
+        errors["warmup_epochs"] = ["Must be fewer than epochs."]
     # Pooling halves the side once per block; the last block must keep at least one pixel.
     if values["architecture"] in ("cnn_trial", "facelabel_cnn") and values["input_size"] < 2 ** len(
         values["conv_filters"]

@@ -78,28 +78,36 @@ VGG16 = _SHARED | {
     "lr_plateau_patience": 3,
     "epochs": 30,
 }
-# Ours: a small VGG-style network (two 3x3 convolutions + BatchNorm per block, global average
-# pooling) at FER2013's native 48x48, with the augmentation that the FER literature finds
-# helps most (random crops, flips, small rotations), SGD with Nesterov momentum, a plateau
-# schedule and label smoothing. Sized for about 2-3 minutes an epoch on 2 CPU cores.
+# Ours: a small VGG-style network (3x3 convolutions + BatchNorm, global average pooling) at
+# FER2013's native 48x48, with the augmentation the FER literature finds helps most (random
+# crops, flips, small rotations), SGD with Nesterov momentum under a cosine schedule, and the
+# saved model averaging each prediction with the mirror image's. About 100 s an epoch on 2 CPU
+# cores; the model card in models/ has the measured figures.
 FACELABEL_CNN: dict[str, Any] = {
     "architecture": "facelabel_cnn",
     "input_size": 48,
     "grayscale": True,
+    # One convolution in the two large early blocks, two in the small late ones: most of the
+    # depth where it is cheap, so the recipe fits 2 hours on 2 CPU cores.
     "conv_filters": [32, 64, 128, 256],
-    "conv_dropout": [0.1, 0.2, 0.3, 0.4],
+    "convs_per_block": [1, 1, 2, 2],
+    # Light dropout and L2: crops, flips and rotations already regularise, and heavier settings
+    # measured 0.37 against 0.49 validation accuracy after two epochs.
+    "conv_dropout": [0.0, 0.1, 0.15, 0.2],
     "pooling": "gap",
     "dense_units": 256,
     "dropout": 0.4,
-    "l2": 0.0001,
+    "l2": 0.00005,
     "initializer": "he_normal",
     "activation": "relu",
     "optimizer": "sgd",
-    "learning_rate": 0.01,
+    "learning_rate": 0.05,
     "momentum": 0.9,
     "nesterov": True,
-    "batch_size": 64,
-    "epochs": 40,
+    "batch_size": 128,
+    "epochs": 64,
+    "lr_schedule": "cosine",
+    "warmup_epochs": 2,
     "rotation": 10.0,
     "width_shift": 0.0,
     "height_shift": 0.0,
@@ -109,10 +117,11 @@ FACELABEL_CNN: dict[str, Any] = {
     "random_crop": 4,
     # Balanced weights trade overall accuracy for the rare classes; the target is accuracy.
     "class_weights": False,
-    "label_smoothing": 0.1,
-    "early_stopping_patience": 8,
-    "lr_plateau_patience": 3,
-    "lr_plateau_factor": 0.5,
+    "label_smoothing": 0.0,
+    # The cosine schedule ends at a known epoch; stopping early would cut its low-rate tail.
+    "early_stopping_patience": 0,
+    "lr_plateau_patience": 0,
+    "flip_averaging": True,
 }
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -127,7 +136,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "trial_9": ("Trial 9: MobileNetV2 frozen ImageNet base, 96x96 RGB (their 0.586)", TRIAL_9),
     "vgg16": ("VGG16 script: frozen ImageNet base, 150x150 RGB, batch 64, 30 epochs", VGG16),
     "facelabel_cnn": (
-        "Ours: small VGG-style CNN, 48x48, crops + flips, SGD Nesterov, smoothing",
+        "Ours: small VGG-style CNN, 48x48, crops + flips, SGD Nesterov with cosine decay, flip averaging",
         FACELABEL_CNN,
     ),
 }

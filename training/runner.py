@@ -19,7 +19,7 @@ from django.utils import timezone
 from inference.models import EMOTIONS
 
 from . import data, plots
-from .architectures import build_model
+from .architectures import build_model, with_flip_averaging
 from .config import TrainingConfig, config_validate
 from .models import Trial, TrialEpoch
 
@@ -63,8 +63,9 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
     keras.utils.set_random_seed(config.seed)
     train_split, validation_split = _splits(trial, config)
     model = build_model(config)
+    steps_per_epoch = -(-len(train_split) // config.batch_size)
     model.compile(
-        optimizer=_optimizer(config),
+        optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -84,6 +85,10 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
     if not best_file.is_file():  # no epoch had a val_accuracy to compare: keep the last weights
         model.save(best_file)
     best = keras.models.load_model(best_file, compile=False)
+    if config.flip_averaging:
+        # Checkpoints were chosen on the plain model; the shipped file averages with the mirror.
+        best = with_flip_averaging(best)
+        best.save(best_file)
     metrics = evaluate(best, data.dataset(validation_split, config, training=False), validation_split.labels)
     metrics["best_epoch"] = _best_epoch(trial.pk)
     _store_results(trial, metrics, best_file)
@@ -100,17 +105,26 @@ def _splits(trial: Trial, config: TrainingConfig) -> tuple[data.Split, data.Spli
     return train, validation
 
 
-def _optimizer(config: TrainingConfig):
+def _optimizer(config: TrainingConfig, steps_per_epoch: int):
     import keras
 
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        warmup = config.warmup_epochs * steps_per_epoch
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate,
+            decay_steps=config.epochs * steps_per_epoch - warmup,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
     extra = {"clipnorm": config.clipnorm} if config.clipnorm else {}
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(
-            config.learning_rate, momentum=config.momentum, nesterov=config.nesterov, **extra
+            learning_rate, momentum=config.momentum, nesterov=config.nesterov, **extra
         )
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate, **extra)
-    return keras.optimizers.Adam(config.learning_rate, **extra)
+        return keras.optimizers.RMSprop(learning_rate, **extra)
+    return keras.optimizers.Adam(learning_rate, **extra)
 
 
 def _callbacks(trial: Trial, config: TrainingConfig, best_file: Path) -> list:
@@ -132,7 +146,8 @@ def _callbacks(trial: Trial, config: TrainingConfig, best_file: Path) -> list:
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
             )
         )
-    if config.lr_plateau_patience:
+    # A cosine schedule owns the learning rate; the plateau callback cannot set it.
+    if config.lr_plateau_patience and config.lr_schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=config.lr_plateau_factor, patience=config.lr_plateau_patience
