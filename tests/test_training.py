@@ -1,10 +1,13 @@
 """Training trials: configuration, presets, the Celery task end to end, cancel, promote."""
 
+import io
+import re
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.utils import timezone
 
 from inference.models import EMOTIONS, ModelVersion
@@ -234,6 +237,29 @@ def test_our_recipe_trains_with_cosine_decay_and_ships_a_flip_averaged_model(
     engine = EmotionModel(trial.model_file.path, 48, True, "zero_one", EMOTIONS)
     pixels = np.random.default_rng(1).random((2, 48, 48, 1), dtype=np.float32)
     assert np.allclose(engine.predict(pixels), engine.predict(pixels[:, :, ::-1]), atol=1e-4)
+
+    # Shipping it: the card's accuracy is what evaluate_model reproduces for the registered file.
+    shipped_dir = faces_dir.parent / "shipped"
+    call_command("model_card", trial.pk, "--name", "ours-tiny", "--dir", shipped_dir, stdout=io.StringIO())
+    card = (shipped_dir / "ours-tiny.md").read_text()
+    assert "python manage.py train --preset facelabel_cnn" in card and "| seed | 1234 |" in card
+    card_accuracy = re.search(r"validation accuracy \| \*\*([0-9.]+)\*\* on 14 images", card).group(1)
+    call_command(
+        "register_model",
+        "--name",
+        "ours-tiny",
+        "--file",
+        str(shipped_dir / "ours-tiny.keras"),
+        "--input-size",
+        "48",
+        "--preprocessing",
+        "zero_one",
+        "--activate",
+        stdout=io.StringIO(),
+    )
+    out = io.StringIO()
+    call_command("evaluate_model", "--data", str(faces_dir / "validation"), stdout=out)
+    assert f"accuracy: {card_accuracy}" in out.getvalue()
 
 
 def test_a_repeated_delivery_does_nothing(faces_dir):

@@ -44,3 +44,68 @@ def _metric_rows(trials: list[Trial]) -> list[tuple[str, list]]:
 def _best_val_accuracy(trial: Trial) -> float | None:
     values = [row.val_accuracy for row in trial.epochs.all() if row.val_accuracy is not None]
     return max(values, default=None)
+
+
+def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, validation_dir: str) -> str:
+    """A Markdown model card: data, command, recipe, timings, and the shipped file's scores on
+    validation as the inference engine (and so `evaluate_model`) computes them."""
+    import json
+
+    history = list(trial_history(trial))
+    best = max(history, key=lambda row: row.val_accuracy or 0.0) if history else None
+    minutes = (trial.seconds_total or 0) / 60
+    overrides = " ".join(
+        f"--set {name}={json.dumps(value, separators=(',', ':'))}"
+        for name, value in trial.config.items()
+        if name in FIELDS and value != _preset_value(trial.preset, name)
+    )
+    lines = [
+        f"# {file_name}",
+        "",
+        f"Trained by facelabel trial {trial.pk} ({trial.name}), preset `{trial.preset}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| data | `{trial.data_dir}` (train/ for training, validation/ for checkpoints) |",
+        f"| command | `python manage.py train --preset {trial.preset} --data {trial.data_dir}"
+        + (f" {overrides}" if overrides else "")
+        + "` |",
+        f"| seed | {trial.config.get('seed')} |",
+        f"| epochs | {trial.epochs_done} of {trial.config.get('epochs')}; best validation epoch "
+        f"{best.epoch if best else '-'} ({best.val_accuracy:.4f} without flip averaging) |"
+        if best
+        else f"| epochs | {trial.epochs_done} |",
+        f"| wall time | {minutes:.1f} min on this machine ({trial.started_at:%Y-%m-%d %H:%M} UTC start) |",
+        f"| file | `{file_name}`, sha256 `{sha256}` |",
+        f"| validation accuracy | **{evaluation.accuracy:.4f}** on {evaluation.image_count} images of "
+        f"`{validation_dir}` |",
+        "",
+        "Reproduce the score: `python manage.py evaluate_model --data "
+        f"{validation_dir}` with this model active (the inference engine's path: face finding, "
+        "resizing, LiteRT).",
+        "",
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label in evaluation.labels:
+        lines.append(
+            f"| {label} | {evaluation.precision[label]:.4f} | {evaluation.recall[label]:.4f} | "
+            f"{evaluation.f1[label]:.4f} | {evaluation.support[label]} |"
+        )
+    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", ""]
+    lines += ["| | " + " | ".join(evaluation.labels) + " |", "|---" * (len(evaluation.labels) + 1) + "|"]
+    for label, row in zip(evaluation.labels, evaluation.confusion, strict=True):
+        lines.append(f"| {label} | " + " | ".join(str(n) for n in row) + " |")
+    lines += ["", "## Recipe", "", "```json", json.dumps(trial.config, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def _preset_value(preset: str, name: str):
+    from .config import DEFAULTS
+    from .presets import PRESETS, preset_config
+
+    settings = preset_config(preset) if preset in PRESETS else {}
+    value = settings.get(name, DEFAULTS[name])
+    return list(value) if isinstance(value, tuple) else value
