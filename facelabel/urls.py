@@ -11,5 +11,7 @@ urlpatterns = [
     path("healthz", healthz),
     path("api/", include("facelabel.api_urls")),
     path("account/", include("accounts.urls")),
+    path("play/", include("activities.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("projects.urls")),
 ]
