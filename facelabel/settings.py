@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "training",
     "activities",
     "webhooks",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +174,7 @@ LABEL_CLAIM_TIMEOUT = envint("LABEL_CLAIM_TIMEOUT", 300)
 LABEL_TASK_TIME_BUDGET = envint("LABEL_TASK_TIME_BUDGET", 240)
 LABEL_TASKS_PER_BATCH = envint("LABEL_TASKS_PER_BATCH", 1)
 EXPORT_CLAIM_TIMEOUT = envint("EXPORT_CLAIM_TIMEOUT", 1800)
+AUDIT_CLAIM_TIMEOUT = envint("AUDIT_CLAIM_TIMEOUT", 1800)
 RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 60)
 RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
@@ -205,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "inference.tasks.label_batch": {"queue": "inference"},
     "inference.tasks.relabel_images": {"queue": "inference"},
     "inference.tasks.export_project_zip": {"queue": "exports"},
+    "audit.tasks.audit_project": {"queue": "inference"},
     "training.tasks.run_trial": {"queue": "training"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -13,5 +13,6 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("play/", include("activities.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("audit.urls")),
     path("", include("projects.urls")),
 ]

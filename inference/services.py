@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 from PIL import Image as PILImage
 
-from projects.models import Batch, Export, Image, Project
+from projects.models import Batch, Export, Image, Project, final_label_under
 from projects.selectors import images_for_export
 
 from .models import EMOTIONS, ModelVersion
@@ -153,7 +153,17 @@ def batch_finish_if_done(batch_id: int) -> bool:
         )
         if finished:
             _batch_finished_event(batch_id)
+            _audit_if_labeled(batch_id)
     return True
+
+
+def _audit_if_labeled(batch_id: int) -> None:
+    # Original labels (ZIP folders) are what the audit checks; other batches change nothing.
+    from audit.services import audit_start
+
+    batch = Batch.objects.select_related("project").get(id=batch_id)
+    if batch.images.exclude(original_label="").filter(status=Image.Status.LABELED).exists():
+        audit_start(project=batch.project)
 
 
 def _batch_finished_event(batch_id: int) -> None:
@@ -267,6 +277,9 @@ MANIFEST_COLUMNS = [
     "final_label",
     "reviewed_by",
     "status",
+    "label_quality",
+    "likely_mislabeled",
+    "suggested_label",
 ]
 
 
@@ -354,14 +367,21 @@ def export_rows(project: Project):
     or `unlabeled/` for images the model has not labeled (failed or still waiting)."""
     used: set[str] = set()
     for image in images_for_export(project).iterator(chunk_size=2000):
-        final = image["reviewed_label"] or image["predicted_label"]
+        final = final_label_under(
+            project.label_policy,
+            reviewed=image["reviewed_label"],
+            original=image["original_label"],
+            predicted=image["predicted_label"],
+            suggested=image["suggested_label"],
+            confident=image["suggestion_confident"],
+        )
         folder = final or "unlabeled"
         stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
         path = f"{folder}/{stem}.jpg"
         if path in used:
             path = f"{folder}/{stem}-{image['id']}.jpg"
         used.add(path)
-        confidence = image["confidence"]
+        confidence, quality = image["confidence"], image["label_quality"]
         yield {
             "file": path,
             "stored": image["file"],
@@ -372,6 +392,9 @@ def export_rows(project: Project):
             "final_label": final,
             "reviewed_by": image["reviewed_by__username"] or "",
             "status": image["status"],
+            "label_quality": "" if quality is None else f"{quality:.4f}",
+            "likely_mislabeled": "yes" if image["likely_mislabeled"] else "",
+            "suggested_label": image["suggested_label"],
         }
 
 

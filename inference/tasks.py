@@ -60,6 +60,7 @@ def recover_stalled_work() -> None:
         export_project_zip.delay(export_id)
     for delivery_id in deliveries_stalled():
         deliver_webhook.delay(delivery_id)
+    _requeue_stalled_audits()
 
 
 @shared_task(ignore_result=True)
@@ -67,6 +68,14 @@ def relabel_outdated_images() -> None:
     """Opt-in projects: relabel what an older model version labeled, once a new one is active."""
     if services.images_mark_outdated():
         recover_stalled_work.delay()
+
+
+def _requeue_stalled_audits() -> None:
+    from audit.services import queue_audit, runs_stalled
+
+    for run_id in runs_stalled():
+        logger.info("re-queueing stalled audit run %s", run_id)
+        queue_audit(run_id)
 
 
 def queue_batch_labeling(batch_id: int) -> None:

@@ -24,7 +24,7 @@ from inference.models import EMOTIONS, Emotion
 
 from . import selectors, services
 from .imports import UploadRefused, check_upload_request
-from .models import Batch, Export, Image, Membership, Project, Role
+from .models import Batch, Export, Image, LabelPolicy, Membership, Project, Role
 
 # Ids beyond a 64-bit integer cannot name a row, and the database driver raises an overflow
 # error (a 500) on them where Django does not catch it first (`in` lookups, the batch filter).
@@ -75,7 +75,15 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", "description", "relabel_on_new_model", "created_by", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "relabel_on_new_model",
+            "label_policy",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -88,6 +96,9 @@ class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     relabel_on_new_model = serializers.BooleanField(required=False)
+    label_policy = serializers.ChoiceField(
+        choices=LabelPolicy.choices, required=False, help_text="Which label an unreviewed image exports with."
+    )
 
 
 class ProjectListView(generics.ListAPIView):
@@ -335,6 +346,10 @@ class ImageSerializer(serializers.ModelSerializer):
             "final_label",
             "confidence",
             "reviewed_by",
+            "label_quality",
+            "likely_mislabeled",
+            "suggested_label",
+            "suggestion_confident",
         ]
         read_only_fields = fields
 
@@ -392,12 +407,17 @@ IMAGE_FILTERS = [
     OpenApiParameter("original", enum=EMOTIONS, description="Original label (from the ZIP folder)"),
     OpenApiParameter("final", enum=EMOTIONS, description="Reviewed label, else the model's"),
     OpenApiParameter("disagrees", bool, description="Original and model labels differ"),
+    OpenApiParameter("likely_mislabeled", bool, description="The latest label audit flagged the original"),
     OpenApiParameter("reviewed", enum=["yes", "no"]),
     OpenApiParameter("status", enum=Image.Status.values),
     OpenApiParameter("min_confidence", float),
     OpenApiParameter("max_confidence", float),
     OpenApiParameter("batch", int),
-    OpenApiParameter("order", enum=list(selectors.IMAGE_ORDERS), description="-confidence: least sure last"),
+    OpenApiParameter(
+        "order",
+        enum=list(selectors.IMAGE_ORDERS),
+        description="confidence: least sure first; label_quality: least trusted original label first",
+    ),
 ]
 
 

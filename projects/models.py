@@ -7,6 +7,27 @@ from django.db.models import Q
 from inference.models import Emotion
 
 
+class LabelPolicy(models.TextChoices):
+    """Which label is final (exported) for an image nobody reviewed; a reviewed label always wins."""
+
+    MODEL = "model", "the model's label for every image"
+    ORIGINAL = "original", "keep original labels"
+    ORIGINAL_SUGGESTED = "original_suggested", "keep original labels, take confident audit suggestions"
+
+
+def final_label_under(
+    policy: str, *, reviewed: str, original: str, predicted: str, suggested: str = "", confident: bool = False
+) -> str:
+    """The one definition of the final label; selectors.final_label_expression mirrors it in SQL."""
+    if reviewed:
+        return reviewed
+    if policy == LabelPolicy.MODEL:
+        return predicted
+    if policy == LabelPolicy.ORIGINAL_SUGGESTED and confident and suggested:
+        return suggested
+    return original or predicted
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -17,6 +38,7 @@ class Project(models.Model):
     # Opt-in: when a newer model version becomes active, the schedule relabels this project's
     # images that an older version labeled (reviewed labels are never touched).
     relabel_on_new_model = models.BooleanField(default=False)
+    label_policy = models.CharField(max_length=20, choices=LabelPolicy.choices, default=LabelPolicy.MODEL)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
     class Meta:
@@ -127,6 +149,17 @@ class Image(models.Model):
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
+    # The latest label audit's verdict on original_label (see audit/confident.py); empty until an
+    # audit covers the image.
+    label_quality = models.FloatField(
+        null=True, blank=True, help_text="Out-of-sample probability of the original label"
+    )
+    likely_mislabeled = models.BooleanField(default=False)
+    suggested_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    suggestion_confident = models.BooleanField(
+        default=False, help_text="Strong enough to replace the original under the suggestions policy"
+    )
+
     class Meta:
         ordering = ["id"]
         indexes = [
@@ -134,6 +167,7 @@ class Image(models.Model):
             models.Index(fields=["project", "predicted_label"]),
             models.Index(fields=["project", "original_label"]),
             models.Index(fields=["status", "claimed_at"]),
+            models.Index(fields=["project", "likely_mislabeled", "label_quality"]),
         ]
         constraints = [
             models.CheckConstraint(
@@ -147,7 +181,14 @@ class Image(models.Model):
 
     @property
     def final_label(self) -> str:
-        return self.reviewed_label or self.predicted_label
+        return final_label_under(
+            self.project.label_policy,
+            reviewed=self.reviewed_label,
+            original=self.original_label,
+            predicted=self.predicted_label,
+            suggested=self.suggested_label,
+            confident=self.suggestion_confident,
+        )
 
 
 class Export(models.Model):

@@ -3,14 +3,14 @@
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, QuerySet, Value
+from django.db.models import Case, Count, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.utils import timezone
 
 from inference.models import EMOTIONS
 
-from .models import ROLE_RANK, Batch, Export, Image, Membership, Project, Role
+from .models import ROLE_RANK, Batch, Export, Image, LabelPolicy, Membership, Project, Role
 
 
 def projects_for_user(user) -> QuerySet[Project]:
@@ -35,8 +35,16 @@ def project_get_for_user(user, project_id: int, role: str = Role.VIEWER) -> Proj
     return membership.project
 
 
-def final_label_expression():
-    return Coalesce(NullIf(F("reviewed_label"), Value("")), F("predicted_label"))
+def final_label_expression(policy: str = LabelPolicy.MODEL):
+    """models.final_label_under in SQL."""
+    reviewed = NullIf(F("reviewed_label"), Value(""))
+    if policy == LabelPolicy.MODEL:
+        return Coalesce(reviewed, F("predicted_label"))
+    original = NullIf(F("original_label"), Value(""))
+    if policy == LabelPolicy.ORIGINAL:
+        return Coalesce(reviewed, original, F("predicted_label"))
+    suggestion = Case(When(suggestion_confident=True, then=NullIf(F("suggested_label"), Value(""))))
+    return Coalesce(reviewed, suggestion, original, F("predicted_label"))
 
 
 # The review grid's sort orders; "least sure first" is where a reviewer's time pays off most.
@@ -44,6 +52,9 @@ IMAGE_ORDERS = {
     "id": ("id",),
     "confidence": ("confidence", "id"),
     "-confidence": ("-confidence", "id"),
+    # The audit queue: the labels the audit trusts least first; images it did not score last.
+    "label_quality": (F("label_quality").asc(nulls_last=True), "id"),
+    "-label_quality": (F("label_quality").desc(nulls_last=True), "id"),
 }
 
 
@@ -53,6 +64,7 @@ class ImageFilters:
     original: str = ""
     final: str = ""
     disagrees: bool = False
+    likely_mislabeled: bool | None = None
     reviewed: str = ""  # "", "yes" or "no"
     status: str = ""
     min_confidence: float | None = None
@@ -79,6 +91,7 @@ class ImageFilters:
             original=label("original"),
             final=label("final"),
             disagrees=params.get("disagrees") in {"1", "on", "true"},
+            likely_mislabeled=_flag(params.get("likely_mislabeled")),
             reviewed=params.get("reviewed", "") if params.get("reviewed") in {"yes", "no"} else "",
             status=params.get("status", "") if params.get("status") in Image.Status.values else "",
             min_confidence=number("min_confidence"),
@@ -88,17 +101,29 @@ class ImageFilters:
         )
 
 
+def _flag(value) -> bool | None:
+    if value in {"1", "on", "true", "yes"}:
+        return True
+    if value in {"0", "off", "false", "no"}:
+        return False
+    return None
+
+
 def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
-    images = Image.objects.filter(project=project).select_related("reviewed_by")
+    # The project rides along: every image's final label depends on the project's label policy.
+    images = Image.objects.filter(project=project).select_related("reviewed_by", "project")
     if filters.predicted:
         images = images.filter(predicted_label=filters.predicted)
     if filters.original:
         images = images.filter(original_label=filters.original)
     if filters.final:
-        images = images.annotate(final=final_label_expression()).filter(final=filters.final)
+        final = final_label_expression(project.label_policy)
+        images = images.annotate(final=final).filter(final=filters.final)
     if filters.disagrees:
         images = images.exclude(original_label="").exclude(predicted_label="")
         images = images.exclude(original_label=F("predicted_label"))
+    if filters.likely_mislabeled is not None:
+        images = images.filter(likely_mislabeled=filters.likely_mislabeled)
     if filters.reviewed == "yes":
         images = images.exclude(reviewed_label="")
     elif filters.reviewed == "no":
@@ -118,6 +143,7 @@ def image_get(project: Project, image_id: int) -> Image:
     image = Image.objects.filter(project=project, id=image_id).first()
     if image is None:
         raise Http404("No such image.")
+    image.project = project  # its final label reads the project's policy; saves a query
     return image
 
 
@@ -164,7 +190,7 @@ def project_summary(project: Project) -> dict:
     images = Image.objects.filter(project=project)
     final_counts = dict(
         images.exclude(status=Image.Status.FAILED)
-        .annotate(final=final_label_expression())
+        .annotate(final=final_label_expression(project.label_policy))
         .values_list("final")
         .annotate(n=Count("id"))
         .values_list("final", "n")
@@ -212,5 +238,9 @@ def images_for_export(project: Project) -> QuerySet:
             "reviewed_label",
             "reviewed_by__username",
             "status",
+            "label_quality",
+            "likely_mislabeled",
+            "suggested_label",
+            "suggestion_confident",
         )
     )

@@ -16,7 +16,7 @@ from django.utils import timezone
 from inference.models import EMOTIONS
 
 from .imports import ImportedImage, Rejection, iter_upload
-from .models import Batch, Export, Image, Membership, Project, Role
+from .models import Batch, Export, Image, LabelPolicy, Membership, Project, Role
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def project_create(*, user, name: str, description: str = "") -> Project:
 
 
 def project_update(*, project: Project, **fields) -> Project:
-    """Change name, description or relabel_on_new_model."""
+    """Change name, description, relabel_on_new_model or label_policy."""
+    if "label_policy" in fields and fields["label_policy"] not in LabelPolicy.values:
+        raise ValidationError(f"Unknown label policy {fields['label_policy']!r}.")
     if "name" in fields:
         fields["name"] = fields["name"].strip()[:200]
         if not fields["name"]:

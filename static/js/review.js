@@ -1,4 +1,5 @@
-// Review grid: accept/override one image (buttons or keyboard) and bulk actions.
+// Review grid: accept/override one image (buttons or keyboard) and bulk actions. In the audit's
+// "likely mislabeled" queue, s takes the suggested label and o keeps the original one.
 (function () {
   const grid = document.getElementById("grid");
   if (!grid || grid.dataset.canReview !== "1") return;
@@ -31,6 +32,8 @@
 
   cards.forEach((card) => {
     card.querySelector(".accept")?.addEventListener("click", () => label(card, { label: null }));
+    card.querySelector(".take-suggestion")?.addEventListener("click", () => label(card, { label: card.dataset.suggested }));
+    card.querySelector(".keep-original")?.addEventListener("click", () => label(card, { label: card.dataset.original }));
     card.querySelector(".override")?.addEventListener("change", (event) => {
       if (event.target.value) label(card, { label: event.target.value });
     });
@@ -45,6 +48,8 @@
     else if (key === "ArrowLeft" || key === "k") cards[Math.max(index - 1, 0)].focus();
     else if (key >= "1" && key <= "7") label(card, { label: emotions[Number(key) - 1] }).then(() => cards[index + 1]?.focus());
     else if (key === "Enter" || key === "a") label(card, { label: null }).then(() => cards[index + 1]?.focus());
+    else if (key === "s" && card.dataset.suggested) label(card, { label: card.dataset.suggested }).then(() => cards[index + 1]?.focus());
+    else if (key === "o" && card.dataset.original) label(card, { label: card.dataset.original }).then(() => cards[index + 1]?.focus());
     else if (key === "u") label(card, { clear: true });
     else if (key === "x") { const box = card.querySelector(".pick"); box.checked = !box.checked; }
     else return;

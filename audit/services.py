@@ -1,0 +1,282 @@
+"""Writes: starting audits, running them, storing each image's verdict.
+
+A run claims itself (a token plus a timestamp) like exports do, so a repeated task or a second
+worker never runs it twice at once, and a run whose worker died is picked up again. Results are
+written in one transaction together with the run's status, and only if no newer run of the same
+project finished first.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from inference.models import EMOTIONS
+from projects.models import Image, Project
+
+from . import confident
+from .models import AuditRun
+
+logger = logging.getLogger(__name__)
+
+# Faces are decoded, preprocessed and passed through the model this many at a time: the memory
+# held is one chunk of inputs plus the (n, d) feature matrix, about 30 MB for 30,000 images.
+FEATURE_CHUNK = 256
+FACE_MAX_SIDE = 256
+
+
+class AuditRefused(Exception):
+    """The data cannot be audited this way (not the worker's fault): fail without retrying."""
+
+
+def audit_start(*, project: Project, user=None, kind: str = AuditRun.Kind.MODEL) -> AuditRun:
+    """Queue an audit of the project once this transaction commits. A request while a run of the
+    same kind is still waiting joins that run."""
+    if kind not in AuditRun.Kind.values:
+        raise ValidationError(f"Unknown audit kind {kind!r}.")
+    if not _audited_images(project).exists():
+        raise ValidationError("No labeled image of this project has an original label to check.")
+    if kind == AuditRun.Kind.CROSS_VALIDATED and _active_version() is None:
+        raise ValidationError("A cross-validated audit needs an active model version.")
+    with transaction.atomic():
+        waiting = AuditRun.objects.filter(project=project, kind=kind, status=AuditRun.Status.PENDING).first()
+        if waiting is not None:
+            return waiting
+        run = AuditRun.objects.create(project=project, kind=kind, requested_by=user)
+        transaction.on_commit(lambda: queue_audit(run.id), robust=True)
+    return run
+
+
+def queue_audit(run_id: int) -> None:
+    """If the broker is unreachable the run stays pending and the recovery sweep queues it."""
+    from .tasks import audit_project
+
+    try:
+        audit_project.delay(run_id)
+    except Exception:
+        logger.exception("could not queue audit run %s; the recovery sweep will", run_id)
+
+
+def _audited_images(project_or_id):
+    return Image.objects.filter(project=project_or_id, status=Image.Status.LABELED).exclude(original_label="")
+
+
+def _active_version():
+    from inference.services import active_model_version
+
+    return active_model_version()
+
+
+def audit_execute(run_id: int) -> bool:
+    """Run the audit if it is still to do. Returns True when this call wrote its results."""
+    claim = _claim(run_id)
+    if claim is None:
+        return False
+    run, token = claim
+    try:
+        ids, result, summary = _compute(run)
+    except AuditRefused as exc:
+        AuditRun.objects.filter(id=run.id, claim_token=token).update(
+            status=AuditRun.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        return False
+    except Exception as exc:
+        retry = run.attempts < settings.LABEL_MAX_ATTEMPTS
+        AuditRun.objects.filter(id=run.id, claim_token=token).update(
+            status=AuditRun.Status.PENDING if retry else AuditRun.Status.FAILED, error=str(exc)[:2000]
+        )
+        raise
+    return _store(run, token, ids, result, summary)
+
+
+def _claim(run_id: int) -> tuple[AuditRun, uuid.UUID] | None:
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.AUDIT_CLAIM_TIMEOUT)
+    token = uuid.uuid4()
+    claimed = AuditRun.objects.filter(
+        Q(status=AuditRun.Status.PENDING) | Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before),
+        id=run_id,
+        attempts__lt=settings.LABEL_MAX_ATTEMPTS,
+    ).update(
+        status=AuditRun.Status.RUNNING,
+        claim_token=token,
+        claimed_at=now,
+        started_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return None
+    return AuditRun.objects.select_related("project").get(id=run_id), token
+
+
+def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit, dict]:
+    rows = list(
+        _audited_images(run.project_id)
+        .exclude(probabilities=None)
+        .order_by("id")
+        .values_list("id", "original_label", "probabilities", "file", "face_box")
+    )
+    if not rows:
+        raise AuditRefused("No labeled image of this project has an original label to check.")
+    ids = np.array([row[0] for row in rows], dtype=np.int64)
+    labels = np.array([EMOTIONS.index(row[1]) for row in rows], dtype=np.int64)
+    timings: dict[str, float] = {}
+    extra: dict = {}
+    if run.kind == AuditRun.Kind.CROSS_VALIDATED:
+        probs = _cross_validated(rows, labels, timings, extra)
+    else:
+        probs = np.array([[row[2].get(e, 0.0) for e in EMOTIONS] for row in rows], dtype=np.float64)
+    started = time.monotonic()
+    result = confident.audit(labels, probs)
+    timings["confident_learning"] = round(time.monotonic() - started, 3)
+    return ids, result, audit_summary(labels, result) | extra | {"seconds": timings}
+
+
+def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict) -> np.ndarray:
+    from inference.engine import load_model_version
+
+    from .features import cross_validated_probabilities, feature_extractor
+
+    present = np.bincount(labels, minlength=len(EMOTIONS))
+    if (present >= 2).sum() < 2:
+        raise AuditRefused("A cross-validated audit needs two or more classes with two or more images each.")
+    version = _active_version()
+    if version is None:
+        raise AuditRefused("A cross-validated audit needs an active model version.")
+    model = load_model_version(version)
+    started = time.monotonic()
+    extract, layer = feature_extractor(model.keras_model, len(EMOTIONS))
+    faces = (_stored_face(row[3], row[4], model.grayscale) for row in rows)
+    features = features_of(model, extract, faces)
+    timings["features"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
+    probs = cross_validated_probabilities(features, labels, len(EMOTIONS))
+    timings["folds"] = round(time.monotonic() - started, 3)
+    extra.update({"model_version": version.name, "features": f"{layer}, {features.shape[1]} values"})
+    return probs
+
+
+def features_of(model, extract, faces: Iterable) -> np.ndarray:
+    """Penultimate features of each face, preprocessed exactly as for labeling, a chunk at a time."""
+    parts = [extract(model.preprocess(chunk)) for chunk in _chunks(faces, FEATURE_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stored_face(name: str, box, grayscale: bool):
+    """The face the labeling used, cut out again by its stored box instead of searched for."""
+    from inference.faces import Face
+
+    with default_storage.open(name, "rb") as handle:
+        picture = PILImage.open(handle)
+        picture.load()
+    picture = picture.convert("L" if grayscale else "RGB")
+    if box:
+        x, y, w, h = box
+        picture = picture.crop((x, y, x + w, y + h))
+    picture.thumbnail((FACE_MAX_SIDE, FACE_MAX_SIDE))
+    return Face(np.asarray(picture), tuple(box or (0, 0, *picture.size)), "whole")
+
+
+def audit_summary(labels: np.ndarray, result: confident.Audit) -> dict:
+    counts = np.bincount(labels, minlength=len(EMOTIONS))
+    thresholds = [
+        None if t >= confident.ABSENT_CLASS_THRESHOLD else round(float(t), 4) for t in result.thresholds
+    ]
+    return {
+        "classes": list(EMOTIONS),
+        "images": len(labels),
+        "flagged": int(result.issues.sum()),
+        "confident_suggestions": int(result.confident.sum()),
+        "label_counts": dict(zip(EMOTIONS, counts.tolist(), strict=True)),
+        "thresholds": dict(zip(EMOTIONS, thresholds, strict=True)),
+        "noise_rates": dict(zip(EMOTIONS, np.round(result.noise_rates, 4).tolist(), strict=True)),
+        "estimated_noise": round(float(1 - np.trace(result.joint)), 4),
+        "confident_joint": result.confident_joint.tolist(),
+        "calibrated_joint": result.calibrated_joint.tolist(),
+        "joint": np.round(result.joint, 5).tolist(),
+    }
+
+
+def _store(run: AuditRun, token: uuid.UUID, ids: np.ndarray, result: confident.Audit, summary: dict) -> bool:
+    with transaction.atomic():
+        newer = AuditRun.objects.filter(project=run.project_id, status=AuditRun.Status.DONE, id__gt=run.id)
+        status = AuditRun.Status.SUPERSEDED if newer.exists() else AuditRun.Status.DONE
+        finished = AuditRun.objects.filter(id=run.id, claim_token=token).update(
+            status=status,
+            summary=summary,
+            image_count=len(ids),
+            flagged_count=summary["flagged"],
+            finished_at=timezone.now(),
+            error="",
+            claim_token=None,
+        )
+        if not finished or status == AuditRun.Status.SUPERSEDED:
+            return False
+        Image.objects.filter(project=run.project_id).update(
+            label_quality=None, likely_mislabeled=False, suggested_label="", suggestion_confident=False
+        )
+        _write_verdicts(ids, result)
+    return True
+
+
+def _write_verdicts(ids: np.ndarray, result: confident.Audit) -> None:
+    """One statement executed for many rows (Django's bulk_update builds a CASE per row in Python,
+    slow for 30,000 rows)."""
+    names = ["label_quality", "likely_mislabeled", "suggested_label", "suggestion_confident"]
+    fields = [Image._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    # Only quoted names from the model are formatted in; every value is a parameter.
+    sql = f"UPDATE {quote(Image._meta.db_table)} SET {columns} WHERE id = %s"  # noqa: S608
+    rows = [
+        (
+            round(float(quality), 6),
+            bool(flagged),
+            EMOTIONS[suggested] if suggested >= 0 else "",
+            bool(sure),
+            int(image_id),
+        )
+        for image_id, quality, flagged, suggested, sure in zip(
+            ids, result.label_quality, result.issues, result.suggested, result.confident, strict=True
+        )
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def runs_stalled() -> list[int]:
+    """Runs nobody works on although they should be: lost message, dead worker. Runs that used up
+    their tries fail instead."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.AUDIT_CLAIM_TIMEOUT)
+    quiet_since = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    stale_running = Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before)
+    AuditRun.objects.filter(stale_running, attempts__gte=settings.LABEL_MAX_ATTEMPTS).update(
+        status=AuditRun.Status.FAILED, error="The worker stopped while running this audit on every try."
+    )
+    return list(
+        AuditRun.objects.filter(Q(status=AuditRun.Status.PENDING, created_at__lt=quiet_since) | stale_running)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
