@@ -8,7 +8,7 @@ DEFAULT_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run test lint format bench evaluate browser clean
+.PHONY: install run test lint format bench evaluate browser messages clean
 
 install: $(STAMP) $(DEFAULT_MODEL)
 
@@ -57,6 +57,12 @@ bench: install
 
 evaluate: install
 	$(PY) manage.py evaluate_model --data $(DATA)/validation
+
+# After changing translatable texts (needs gettext): refresh the catalogues, translate the new
+# Polish entries, run it again to compile, and commit the .po and .mo files.
+messages: install
+	$(PY) manage.py makemessages -l pl -l en --no-obsolete --ignore='var/*' --ignore='tests/*' --ignore='test-artifacts/*'
+	$(PY) manage.py compilemessages --ignore='$(VENV)' --ignore=var
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

@@ -40,24 +40,33 @@
     const size = canvas.width;
     const half = size / 2;
     const balls = [];
-    const count = 7 + Math.floor(random() * 8);
-    for (let i = 0; i < count; i++) {
-      balls.push({ x: size * (0.14 + random() * 0.36), y: size * (0.14 + random() * 0.72), r: size * (0.035 + random() * 0.09) });
-    }
-    for (let i = 0; i < 5; i++) {  // drips and splashes near the edge of the ink
-      balls.push({ x: size * (0.05 + random() * 0.4), y: size * (0.05 + random() * 0.9), r: size * (0.01 + random() * 0.02) });
-    }
-    const noise = valueNoise(random, 8);
+    const add = (count, xFrom, xTo, rFrom, rTo) => {
+      for (let i = 0; i < count; i++) {
+        balls.push({
+          x: size * (xFrom + random() * (xTo - xFrom)),
+          y: size * (0.12 + random() * 0.76),
+          r: size * (rFrom + random() * (rTo - rFrom)),
+        });
+      }
+    };
+    add(2 + Math.floor(random() * 3), 0.4, 0.5, 0.05, 0.1);  // the body on the fold
+    add(4 + Math.floor(random() * 6), 0.14, 0.44, 0.03, 0.08);  // wings
+    add(4 + Math.floor(random() * 6), 0.05, 0.45, 0.008, 0.02);  // splashes
+    const coarse = [valueNoise(random, 5), valueNoise(random, 5)];
+    const fine = valueNoise(random, 18);
     const ink = INKS[Math.floor(random() * INKS.length)];
     const g = canvas.getContext("2d");
     const image = g.createImageData(size, size);
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < half; x++) {
+        // Warping where the field is sampled makes ragged, organic edges out of round blobs.
+        const u = x / size, v = y / size;
+        const wx = x + (coarse[0](u, v) - 0.5) * size * 0.12 + (fine(u, v) - 0.5) * size * 0.03;
+        const wy = y + (coarse[1](u, v) - 0.5) * size * 0.12 + (fine(v, u) - 0.5) * size * 0.03;
         let field = 0;
-        for (const b of balls) field += (b.r * b.r) / ((x - b.x) ** 2 + (y - b.y) ** 2 + 1);
-        field *= 0.75 + 0.5 * noise(x / size, y / size);
-        const a = Math.max(0, Math.min(1, (field - 0.85) / 0.3));
-        const shade = 1 - 0.25 * noise(y / size, x / size) * a;
+        for (const b of balls) field += Math.exp(-((wx - b.x) ** 2 + (wy - b.y) ** 2) / (2 * b.r * b.r));
+        const a = Math.max(0, Math.min(1, (field - 0.45) / 0.08));
+        const shade = 0.9 + 0.2 * fine(u, 1 - v);  // ink pools unevenly
         for (const px of [x, size - 1 - x]) {
           const i = (y * size + px) * 4;
           image.data[i] = Math.round(251 * (1 - a) + ink[0] * shade * a);
