@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import zipfile
-
 from datetime import timedelta
 
 import numpy as np
