@@ -427,3 +427,13 @@ def test_the_dance_page_shows_best_scores_only_to_logged_in_visitors(client, use
     assert "<li>777</li>" in client.get("/play/happy/").content.decode()
     client_for(client, users["bob"])
     assert "777" not in client.get("/play/happy/").content.decode()
+
+
+def test_the_pages_stay_cheap_in_queries(client, users, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert client.get("/play/happy/").status_code == 200
+    client_for(client, users["alice"])
+    for i in range(3):
+        DanceScore.objects.create(user=users["alice"], score=i, perfect=0, good=0, best_combo=0)
+    with django_assert_num_queries(3):  # session, user, best scores
+        assert client.get("/play/happy/").status_code == 200
