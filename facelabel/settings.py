@@ -62,8 +62,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -117,11 +117,11 @@ LOGIN_REDIRECT_URL = "projects:list"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
-TIME_ZONE = "UTC"
 # The activities speak English and Polish; the browser's Accept-Language picks one until the
 # visitor chooses with the language switch (a cookie).
 LANGUAGES = [("en", "English"), ("pl", "Polski")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
@@ -263,13 +263,13 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Webhooks
-WEBHOOK_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")
-WEBHOOK_TIMEOUT = envint("WEBHOOK_TIMEOUT", 10)
 # Activities ("Emotions in Action"): anyone may recognise a photo, so each client gets a budget.
 ACTIVITIES_RECOGNISE_PER_MINUTE = envint("ACTIVITIES_RECOGNISE_PER_MINUTE", 20)
 ACTIVITIES_PHOTO_MAX_BYTES = envint("ACTIVITIES_PHOTO_MAX_BYTES", 8 * 1024 * 1024)
 
+# Webhooks
+WEBHOOK_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")
+WEBHOOK_TIMEOUT = envint("WEBHOOK_TIMEOUT", 10)
 WEBHOOK_MAX_ATTEMPTS = envint("WEBHOOK_MAX_ATTEMPTS", 6)
 
 # Production hardening; `manage.py check --deploy` is clean when DEBUG is off and HTTPS is on.
