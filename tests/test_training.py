@@ -313,6 +313,31 @@ def test_a_trial_can_train_on_a_projects_final_labels(project, users, django_cap
     assert trial.data_source == Trial.DataSource.PROJECT and trial.metrics["validation_count"] == 7
 
 
+def test_project_data_takes_the_final_labels_of_the_projects_policy(project, users):
+    from projects.models import Batch, Image
+    from training.data import project_splits
+
+    batch = Batch.objects.create(project=project, uploaded_by=users["alice"])
+    for n in range(14):
+        Image.objects.create(
+            project=project,
+            batch=batch,
+            file=SimpleUploadedFile(f"{n}.jpg", face_jpeg(n)),
+            original_name=f"{n}.jpg",
+            original_label=EMOTIONS[n % 7],
+            predicted_label="happy" if n % 2 else "",
+        )
+    config = config_validate(TINY)
+    project.label_policy = "original"
+    project.save(update_fields=["label_policy"])
+    train, validation = project_splits(project, config, 0.5)
+    assert sorted([*train.labels, *validation.labels]) == sorted(n % 7 for n in range(14))
+    project.label_policy = "model"  # only the 7 images the model labeled, all happy
+    project.save(update_fields=["label_policy"])
+    train, validation = project_splits(project, config, 0.5)
+    assert len(train) + len(validation) == 7 and set(train.labels) == {EMOTIONS.index("happy")}
+
+
 def test_a_folder_without_emotion_folders_is_refused(tmp_path):
     with pytest.raises(ValidationError) as raised:
         services.trial_create(name="x", preset="trial_1", config={}, data_dir=str(tmp_path))

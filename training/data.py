@@ -57,12 +57,24 @@ def project_splits(project, config: "TrainingConfig", validation_fraction: float
     """The project's images with a final label, their faces cropped, split per class by seed."""
     from projects.models import Image
 
-    rows = list(
+    # The final label follows the project's label policy, as the export does.
+    candidates = (
         Image.objects.filter(project=project)
-        .exclude(reviewed_label="", predicted_label="")
-        .only("id", "file", "face_box", "reviewed_label", "predicted_label")
+        .select_related("project")
+        .only(
+            "id",
+            "file",
+            "face_box",
+            "reviewed_label",
+            "predicted_label",
+            "original_label",
+            "suggested_label",
+            "suggestion_confident",
+            "project__label_policy",
+        )
         .order_by("id")
     )
+    rows = [row for row in candidates if row.final_label]
     pixels = np.stack([_face_pixels(row, config) for row in rows]) if rows else None
     labels = np.array([EMOTIONS.index(row.final_label) for row in rows], np.int64)
     validation = _validation_indices(labels, validation_fraction, config.seed)
