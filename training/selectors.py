@@ -50,10 +50,12 @@ def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, v
     """A Markdown model card: data, command, recipe, timings, and the shipped file's scores on
     validation as the inference engine (and so `evaluate_model`) computes them."""
     import json
+    import os
 
     history = list(trial_history(trial))
     best = max(history, key=lambda row: row.val_accuracy or 0.0) if history else None
     minutes = (trial.seconds_total or 0) / 60
+    plain = " without flip averaging" if trial.config.get("flip_averaging") else ""
     overrides = " ".join(
         f"--set {name}={json.dumps(value, separators=(',', ':'))}"
         for name, value in trial.config.items()
@@ -72,13 +74,16 @@ def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, v
         + "` |",
         f"| seed | {trial.config.get('seed')} |",
         f"| epochs | {trial.epochs_done} of {trial.config.get('epochs')}; best validation epoch "
-        f"{best.epoch if best else '-'} ({best.val_accuracy:.4f} without flip averaging) |"
+        f"{best.epoch if best else '-'} ({best.val_accuracy:.4f}{plain}) |"
         if best
         else f"| epochs | {trial.epochs_done} |",
-        f"| wall time | {minutes:.1f} min on this machine ({trial.started_at:%Y-%m-%d %H:%M} UTC start) |",
+        f"| wall time | {minutes:.1f} min, training and evaluation, on {os.cpu_count()} CPU cores "
+        f"({trial.started_at:%Y-%m-%d %H:%M} UTC start) |",
         f"| file | `{file_name}`, sha256 `{sha256}` |",
         f"| validation accuracy | **{evaluation.accuracy:.4f}** on {evaluation.image_count} images of "
         f"`{validation_dir}` |",
+        f"| the trial's own evaluation | {trial.metrics.get('accuracy')} accuracy, macro F1 "
+        f"{trial.metrics.get('macro_f1')} (TensorFlow's JPEG decoder, whole images, no face finding) |",
         "",
         "Reproduce the score: `python manage.py evaluate_model --data "
         f"{validation_dir}` with this model active (the inference engine's path: face finding, "

@@ -1,0 +1,31 @@
+"""The model we ship: it loads the way `make run` registers it, and its card backs the claim."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from inference.engine import EmotionModel
+from inference.models import EMOTIONS
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def test_the_shipped_model_serves_with_the_settings_make_run_registers(tmp_path):
+    shipped = MODELS / "facelabel-cnn-v1.keras"
+    model = EmotionModel(shipped, 48, True, "zero_one", EMOTIONS, cache_dir=tmp_path)
+    pixels = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
+    probabilities = model.predict(pixels)
+    assert probabilities.shape == (4, 7) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    # Flip averaging is part of the file: a face and its mirror image get the same answer.
+    assert np.allclose(probabilities, model.predict(pixels[:, :, ::-1]), atol=1e-4)
+
+
+def test_the_model_card_records_the_target_accuracy_and_the_files_digest():
+    import hashlib
+
+    card = (MODELS / "facelabel-cnn-v1.md").read_text()
+    accuracy = float(re.search(r"validation accuracy \| \*\*([0-9.]+)\*\*", card).group(1))
+    assert accuracy >= 0.66
+    digest = hashlib.sha256((MODELS / "facelabel-cnn-v1.keras").read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in card
