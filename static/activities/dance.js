@@ -203,6 +203,33 @@
 
   // Movement from the camera: the mean difference between two small grey frames. A sudden rise
   // above the recent level is one movement; holding still or moving smoothly is not.
+  function motionDetector() {
+    let previous = null;
+    let baseline = 0.02;
+    let above = false;
+    let lastEvent = -Infinity;
+    // grey: Float32Array of 0..1 levels; now: ms. True when this frame starts a movement.
+    return function frame(grey, now) {
+      let started = false;
+      if (previous) {
+        let sum = 0;
+        for (let i = 0; i < grey.length; i++) sum += Math.abs(grey[i] - previous[i]);
+        const energy = sum / grey.length;
+        const threshold = Math.max(0.03, baseline * 2.5);
+        if (!above && energy > threshold && now - lastEvent > 200) {
+          above = true;
+          started = true;
+          lastEvent = now;
+        } else if (above && energy < threshold * 0.7) {
+          above = false;
+        }
+        if (!above) baseline = baseline * 0.95 + energy * 0.05;
+      }
+      previous = grey;
+      return started;
+    };
+  }
+
   async function startCamera() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
     try {
@@ -217,33 +244,18 @@
     canvas.width = 64;
     canvas.height = 48;
     const g = canvas.getContext("2d", { willReadFrequently: true });
-    let previous = null;
-    let baseline = 0.02;
-    let above = false;
-    let lastEvent = -Infinity;
+    const detect = motionDetector();
     setInterval(() => {
       if (video.readyState < 2) return;
       g.drawImage(video, 0, 0, 64, 48);
       const pixels = g.getImageData(0, 0, 64, 48).data;
       const grey = new Float32Array(64 * 48);
       for (let i = 0; i < grey.length; i++) grey[i] = (pixels[i * 4] + pixels[i * 4 + 1] + pixels[i * 4 + 2]) / 765;
-      if (previous) {
-        let sum = 0;
-        for (let i = 0; i < grey.length; i++) sum += Math.abs(grey[i] - previous[i]);
-        const energy = sum / grey.length;
-        const threshold = Math.max(0.03, baseline * 2.5);
-        if (!above && energy > threshold && performance.now() - lastEvent > 200) {
-          above = true;
-          lastEvent = performance.now();
-          moved();
-        } else if (above && energy < threshold * 0.7) {
-          above = false;
-        }
-        if (!above) baseline = baseline * 0.95 + energy * 0.05;
-      }
-      previous = grey;
+      if (detect(grey, performance.now())) moved();
     }, 40);
   }
   startCamera();
-  window.danceScore = danceScore;  // lets the browser test compare this copy with the server's
+  // Let the browser tests compare this copy with the server's and feed the detector frames.
+  window.danceScore = danceScore;
+  window.danceMotionDetector = motionDetector;
 })();

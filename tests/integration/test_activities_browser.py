@@ -161,6 +161,27 @@ def test_joys_dance_round_is_scored_drawn_and_downloadable(open_page):
     assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_dance_camera_counts_a_sudden_movement_once_and_ignores_stillness_and_drift(open_page):
+    page = open_page("/play/happy/")
+    events = page.evaluate(
+        """() => {
+            const detect = danceMotionDetector();
+            const frame = (level) => new Float32Array(64 * 48).fill(level);
+            const started = [];
+            let now = 0;
+            const feed = (level) => { now += 40; if (detect(frame(level), now)) started.push(now); };
+            for (let i = 0; i < 20; i++) feed(0.5);                 // standing still
+            for (let i = 0; i < 20; i++) feed(0.5 + i * 0.002);     // slow drift of the light
+            feed(0.9); feed(0.3); feed(0.9);                         // one burst of movement
+            for (let i = 0; i < 20; i++) feed(0.9);                  // still again
+            now += 400; feed(0.2);                                   // a second movement, later
+            return started;
+        }"""
+    )
+    # One event for the burst (not one per changed frame), one for the later move, none for drift.
+    assert len(events) == 2 and events[1] - events[0] > 200
+
+
 def _follow(page, nodes: list[str]) -> None:
     for node in nodes:
         page.clock.run_for(4000)  # at most three lines, 0.7 s apart
