@@ -263,6 +263,20 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# The cache holds the activities' rate limits. Files under var/ are shared by every web process
+# on this machine without a server; CACHE_URL=redis://... shares it across machines.
+CACHE_URL = os.getenv("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    )
+}
+
 # Activities ("Emotions in Action"): anyone may recognise a photo, so each client gets a budget.
 ACTIVITIES_RECOGNISE_PER_MINUTE = envint("ACTIVITIES_RECOGNISE_PER_MINUTE", 20)
 ACTIVITIES_PHOTO_MAX_BYTES = envint("ACTIVITIES_PHOTO_MAX_BYTES", 8 * 1024 * 1024)

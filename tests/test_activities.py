@@ -2,6 +2,7 @@
 endpoint and the pages."""
 
 import json
+import os
 
 import pytest
 from django.core.cache import cache
@@ -355,6 +356,42 @@ def test_too_many_tries_from_one_client_are_refused_with_429(client, active_mode
     # Another client has its own budget.
     other = Client(REMOTE_ADDR="10.0.0.9")
     assert other.post(RECOGNISE, {"image": _photo()}).status_code == 200
+
+
+def test_the_rate_limit_is_shared_by_every_web_process_of_the_machine(settings, tmp_path):
+    # The embedded default cache is a folder; a second process (as a second gunicorn worker)
+    # sees the first one's count.
+    import subprocess
+    import sys
+
+    from activities.services import rate_limit_allow
+
+    files = "django.core.cache.backends.filebased.FileBasedCache"
+    settings.CACHES = {"default": {"BACKEND": files, "LOCATION": str(tmp_path)}}
+    assert [rate_limit_allow("visitor", 3) for _ in range(2)] == [True, True]
+    other_process = (
+        "import django, sys; django.setup(); from django.conf import settings; "
+        f"settings.CACHES['default']['LOCATION'] = {str(tmp_path)!r}; "
+        "from activities.services import rate_limit_allow; "
+        "print([rate_limit_allow('visitor', 3) for _ in range(2)])"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "facelabel.settings", "CACHE_URL": ""}
+    result = subprocess.run([sys.executable, "-c", other_process], capture_output=True, text=True, env=env)
+    assert result.stdout.strip() == "[True, False]", result.stderr
+
+
+def test_the_rate_limit_counts_in_a_shared_redis_cache(settings):
+    from activities.services import rate_limit_allow
+    from tests.integration.stack import REDIS_URL, need, redis_available
+
+    need(redis_available(), "Redis")
+    # A database of its own: clear() empties it.
+    location = REDIS_URL.rsplit("/", 1)[0] + "/15"
+    redis_cache = "django.core.cache.backends.redis.RedisCache"
+    settings.CACHES = {"default": {"BACKEND": redis_cache, "LOCATION": location}}
+    cache.clear()
+    assert [rate_limit_allow("visitor", 2) for _ in range(3)] == [True, True, False]
+    assert rate_limit_allow("someone-else", 2)
 
 
 def test_logged_in_visitors_are_counted_per_account(client, users, active_model, settings):
