@@ -61,7 +61,7 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
         files.append(str(path))
     page.set_input_files("#files", files)
     page.click("#upload-button")
-    page.wait_for_selector("#batch-link")
+    page.wait_for_selector("#batch-link", timeout=90_000)  # the upload, on a loaded 2-core CI box
     page.screenshot(path=str(ARTIFACTS / "upload.png"))
     page.click("#batch-link")
     page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=120_000)
