@@ -56,27 +56,19 @@ def folder_splits(data_dir: str | Path) -> tuple[Split, Split]:
 def project_splits(project, config: "TrainingConfig", validation_fraction: float) -> tuple[Split, Split]:
     """The project's images with a final label, their faces cropped, split per class by seed."""
     from projects.models import Image
+    from projects.selectors import final_label_expression
 
     # The final label follows the project's label policy, as the export does.
-    candidates = (
+    rows = list(
         Image.objects.filter(project=project)
-        .select_related("project")
-        .only(
-            "id",
-            "file",
-            "face_box",
-            "reviewed_label",
-            "predicted_label",
-            "original_label",
-            "suggested_label",
-            "suggestion_confident",
-            "project__label_policy",
-        )
+        .annotate(final=final_label_expression(project.label_policy))
+        .exclude(final="")
+        .exclude(final=None)
+        .only("id", "file", "face_box")
         .order_by("id")
     )
-    rows = [row for row in candidates if row.final_label]
     pixels = np.stack([_face_pixels(row, config) for row in rows]) if rows else None
-    labels = np.array([EMOTIONS.index(row.final_label) for row in rows], np.int64)
+    labels = np.array([EMOTIONS.index(row.final) for row in rows], np.int64)
     validation = _validation_indices(labels, validation_fraction, config.seed)
     train = np.setdiff1d(np.arange(len(rows)), validation)
     if pixels is None or not len(train) or not len(validation):
