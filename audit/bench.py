@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from inference.models import EMOTIONS, ModelVersion
-from projects.models import LabelPolicy, final_label_under
+from projects.models import LabelPolicy, Project, final_label_under
 
 from . import confident
 from .features import cross_validated_probabilities, feature_extractor
@@ -20,38 +20,16 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 def bench_folder(
     data_dir: Path, *, noise: float, seed: int, cross_validated: bool, model_name: str | None = None
 ) -> dict:
-    from inference.engine import load_model_version
-    from inference.faces import find_face
-
     version = _version(model_name)
-    model = load_model_version(version)
     files, truth = _labeled_files(Path(data_dir))
     given, flipped = flip_labels(truth, noise, seed)
-    # Faces are found as labeling finds them (face_of in inference/services.py).
-    faces = [find_face(_open(path)) for path in files]
     started = time.monotonic()
-    if cross_validated:
-        extract, _ = feature_extractor(model.keras_model, len(EMOTIONS))
-        probs = cross_validated_probabilities(features_of(model, extract, faces), given, len(EMOTIONS))
-    else:
-        chunks = [faces[i : i + FEATURE_CHUNK] for i in range(0, len(faces), FEATURE_CHUNK)]
-        # Rounded as labeling stores them.
-        probs = np.round(np.concatenate([model.predict(model.preprocess(c)) for c in chunks]), 6)
-    result = confident.audit(given, probs)
+    probs, result = _audit(version, files, given, cross_validated)
     audit_seconds = time.monotonic() - started
     after = np.array(
         [
-            EMOTIONS.index(
-                final_label_under(
-                    LabelPolicy.ORIGINAL_SUGGESTED,
-                    reviewed="",
-                    original=EMOTIONS[g],
-                    predicted=EMOTIONS[int(p.argmax())],
-                    suggested=EMOTIONS[s] if s >= 0 else "",
-                    confident=bool(c),
-                )
-            )
-            for g, p, s, c in zip(given, probs, result.suggested, result.confident, strict=True)
+            EMOTIONS.index(label)
+            for label in final_labels(LabelPolicy.ORIGINAL_SUGGESTED, given, probs, result)
         ]
     )
     return {
@@ -65,6 +43,118 @@ def bench_folder(
         "estimated_noise": float(1 - np.trace(result.joint)),
         "audit_seconds": round(audit_seconds, 1),
     }
+
+
+def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, model_name: str | None = None):
+    """Real noise: the folders are the given labels and the crowd's votes are the truth.
+
+    Every image is audited, as in a project; the scores count the images whose crowd majority is
+    an emotion (inference/crowd.py). Returns (figures, report rows).
+    """
+    from inference.crowd import CrowdScore, votes_key, votes_read
+
+    votes = votes_read(votes_file)
+    version = _version(model_name)
+    files, given = _labeled_files(Path(data_dir))
+    probs, result = _audit(version, files, given, cross_validated)
+    crowd = [votes.get(votes_key(path)) for path in files]
+    counted = np.array([c is not None and c.counts_as_emotion for c in crowd])
+    if not counted.any():
+        raise ValueError(
+            f"no image under {data_dir} has crowd votes with an emotion majority in {votes_file}"
+        )
+    disputed = np.array(
+        [
+            bool(c is not None and c.counts_as_emotion and not c.agrees(EMOTIONS[g]))
+            for c, g in zip(crowd, given, strict=True)
+        ]
+    )
+    finals = {policy: final_labels(policy, given, probs, result) for policy in LabelPolicy.values}
+    figures = {"model": version.name, "audit": "cross_validated" if cross_validated else "model"}
+    figures |= {
+        "images": len(files),
+        "crowd_images": int(counted.sum()),
+        "real_noise": float(disputed[counted].mean()),
+    }
+    scores = _scores(disputed[counted], _subset(result, counted))
+    figures["real_noise_auroc"] = scores.pop("auroc")
+    figures |= scores
+    for policy, labels in finals.items():
+        score = CrowdScore()
+        for c, label in zip(crowd, labels, strict=True):
+            score.add(c, label)
+        figures[f"export_crowd_agreement_{policy}"] = score.agreement
+    figures["default_policy"] = Project().label_policy
+    rows = [
+        {
+            "file": votes_key(path),
+            "original": EMOTIONS[g],
+            "predicted": EMOTIONS[int(p.argmax())],
+            "label_quality": f"{q:.6f}",
+            "likely_mislabeled": bool(issue),
+            "suggested_label": EMOTIONS[s] if s >= 0 else "",
+            "confident": bool(c),
+            **{f"final_{policy}": labels[i] for policy, labels in finals.items()},
+        }
+        for i, (path, g, p, q, issue, s, c) in enumerate(
+            zip(
+                files,
+                given,
+                probs,
+                result.label_quality,
+                result.issues,
+                result.suggested,
+                result.confident,
+                strict=True,
+            )
+        )
+    ]
+    return figures, rows
+
+
+def _audit(version: ModelVersion, files: list[Path], given: np.ndarray, cross_validated: bool):
+    """The active model's probabilities (or cross-validated ones) and the confident-learning audit."""
+    from inference.engine import load_model_version
+    from inference.faces import find_face
+
+    model = load_model_version(version)
+    # Faces are found as labeling finds them (face_of in inference/services.py).
+    faces = [find_face(_open(path)) for path in files]
+    if cross_validated:
+        extract, _ = feature_extractor(model.keras_model, len(EMOTIONS))
+        probs = cross_validated_probabilities(features_of(model, extract, faces), given, len(EMOTIONS))
+    else:
+        chunks = [faces[i : i + FEATURE_CHUNK] for i in range(0, len(faces), FEATURE_CHUNK)]
+        # Rounded as labeling stores them.
+        probs = np.round(np.concatenate([model.predict(model.preprocess(c)) for c in chunks]), 6)
+    return probs, confident.audit(given, probs)
+
+
+def final_labels(policy: str, given: np.ndarray, probs: np.ndarray, result: confident.Audit) -> list[str]:
+    """Each image's final label under a policy, nobody having reviewed it (what the export holds)."""
+    return [
+        final_label_under(
+            policy,
+            reviewed="",
+            original=EMOTIONS[g],
+            predicted=EMOTIONS[int(p.argmax())],
+            suggested=EMOTIONS[s] if s >= 0 else "",
+            confident=bool(c),
+        )
+        for g, p, s, c in zip(given, probs, result.suggested, result.confident, strict=True)
+    ]
+
+
+def _subset(result: confident.Audit, keep: np.ndarray) -> confident.Audit:
+    import dataclasses
+
+    return dataclasses.replace(
+        result,
+        label_quality=result.label_quality[keep],
+        issues=result.issues[keep],
+        confident=result.confident[keep],
+        suggested=result.suggested[keep],
+    )
 
 
 def flip_labels(truth: np.ndarray, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,20 @@ class Evaluation:
     skipped: list[str] = field(default_factory=list)  # files that could not be read
 
 
-def evaluate_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) -> Evaluation:
-    """Predict every image under data_dir/<emotion>/ and score the predictions.
+@dataclass(frozen=True)
+class Predictions:
+    files: list[Path]
+    truth: np.ndarray  # folder label indices
+    probabilities: np.ndarray  # (n, 7) in EMOTIONS order
+    skipped: list[str]
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+def predict_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) -> Predictions:
+    """Predict every image under data_dir/<emotion>/ as the product does (face finding, resizing).
 
     Memory: one batch of decoded images at a time.
     """
@@ -40,7 +52,7 @@ def evaluate_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) 
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir} is not a folder")
     files = list(_labeled_files(data_dir))
-    truth, predicted, skipped = [], [], []
+    kept, truth, probabilities, skipped = [], [], [], []
     mode = "L" if model.grayscale else "RGB"
     for start in range(0, len(files), batch_size):
         faces = []
@@ -52,12 +64,23 @@ def evaluate_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) 
                 logger.warning("skipping %s: %s", path, exc)
                 skipped.append(str(path.relative_to(data_dir)))
                 continue
+            kept.append(path)
             truth.append(label)
         if faces:
-            predicted.extend(model.predict(model.preprocess(faces)).argmax(axis=1).tolist())
+            probabilities.append(model.predict(model.preprocess(faces)))
     if not truth:
         raise ValueError(f"no readable images under {data_dir}/<emotion>/")
-    return _scored(np.array(truth), np.array(predicted), skipped)
+    return Predictions(kept, np.array(truth), np.concatenate(probabilities), skipped)
+
+
+def evaluate_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) -> Evaluation:
+    """Predict every image under data_dir/<emotion>/ and score the predictions against the folders."""
+    predictions = predict_folder(model, data_dir, batch_size)
+    return score_folder_labels(predictions)
+
+
+def score_folder_labels(predictions: Predictions) -> Evaluation:
+    return _scored(predictions.truth, predictions.predicted, predictions.skipped)
 
 
 def _labeled_files(data_dir: Path) -> Iterator[tuple[Path, int]]:

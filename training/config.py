@@ -78,6 +78,11 @@ class TrainingConfig:
     flip_averaging: bool = False
     imagenet_weights: str = ""
     train_from_scratch_ok: bool = False
+    # Crowd votes (votes.csv's columns): train on each face's vote distribution, not its folder.
+    votes: str = ""
+    # A saved model (.keras) to start from instead of random weights; its layers replace the
+    # architecture settings, and a flip-averaged file is unwrapped to the network inside.
+    init_from: str = ""
     seed: int = 1234
 
     @property
@@ -139,7 +144,7 @@ BOOLS = {
     "flip_averaging",
     "train_from_scratch_ok",
 }
-STRINGS = set(CHOICES) | {"imagenet_weights"}
+STRINGS = set(CHOICES) | {"imagenet_weights", "votes", "init_from"}
 
 
 def config_validate(data: dict[str, Any]) -> TrainingConfig:
@@ -256,6 +261,9 @@ def _check_together(values: dict[str, Any], errors: dict[str, list[str]]) -> Non
         errors["random_crop"] = ["Must be less than half of input_size."]
     if values["architecture"] in TRANSFER_ARCHITECTURES:
         _check_transfer(values, errors)
+    for name in ("votes", "init_from"):
+        if values[name] and not Path(values[name]).is_file():
+            errors[name] = [f"The file {values[name]} does not exist on the server."]
 
 
 def _check_transfer(values: dict[str, Any], errors: dict[str, list[str]]) -> None:

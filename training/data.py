@@ -6,6 +6,7 @@ memory (projects are small next to FER2013, and their files may live in S3). Pix
 to [0, 1]; augmentation runs as Keras preprocessing layers on training batches only.
 """
 
+import dataclasses
 import functools
 import io
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference.crowd import Votes, votes_key, votes_read
 from inference.models import EMOTIONS
 
 if TYPE_CHECKING:
@@ -28,29 +30,58 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 class Split:
     """One split's examples: file paths (folder data) or decoded pixels (project data)."""
 
-    labels: np.ndarray  # class indices into EMOTIONS
+    labels: np.ndarray  # class indices into EMOTIONS (the crowd's majority when trained on votes)
     paths: list[str] | None = None
     pixels: np.ndarray | None = None  # (n, size, size, channels) uint8
+    targets: np.ndarray | None = None  # (n, 7) crowd vote distributions; None: one-hot labels
+    # Files left out of a vote-trained split, by reason: "no_votes", "not_an_emotion".
+    left_out: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def folder_split(folder: Path) -> Split:
-    """Files under folder/<emotion>/ (folder names matched case-insensitively)."""
-    paths, labels = [], []
+def folder_split(folder: Path, votes: "dict[str, Votes] | None" = None) -> Split:
+    """Files under folder/<emotion>/ (folder names matched case-insensitively).
+
+    With crowd votes, each file's target is its vote distribution over the seven emotions and the
+    folder name is ignored. Files the crowd mostly calls contempt, unknown or not-a-face are left
+    out (no emotion folder is right for them, and the product's measure does not count them), and
+    so are files without votes: FER+ has none only for images ten people called not-a-face.
+    """
+    paths, labels, targets = [], [], []
+    left_out = {"no_votes": 0, "not_an_emotion": 0}
     for child in sorted(p for p in folder.iterdir() if p.is_dir()):
         if child.name.lower() not in EMOTIONS:
             continue
-        files = sorted(p for p in child.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += [str(p) for p in files]
-        labels += [EMOTIONS.index(child.name.lower())] * len(files)
-    return Split(labels=np.array(labels, np.int64), paths=paths)
+        for file in sorted(p for p in child.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            if votes is None:
+                paths.append(str(file))
+                labels.append(EMOTIONS.index(child.name.lower()))
+                continue
+            crowd = votes.get(votes_key(file))
+            if crowd is None:
+                left_out["no_votes"] += 1
+            elif not crowd.counts_as_emotion:
+                left_out["not_an_emotion"] += 1
+            else:
+                paths.append(str(file))
+                targets.append(crowd.distribution())
+                labels.append(EMOTIONS.index(crowd.majority))
+    if votes is None:
+        return Split(labels=np.array(labels, np.int64), paths=paths)
+    return Split(
+        labels=np.array(labels, np.int64),
+        paths=paths,
+        targets=np.array(targets, np.float32).reshape(-1, len(EMOTIONS)),
+        left_out=left_out,
+    )
 
 
-def folder_splits(data_dir: str | Path) -> tuple[Split, Split]:
+def folder_splits(data_dir: str | Path, votes_file: str = "") -> tuple[Split, Split]:
     root = Path(data_dir)
-    return folder_split(root / "train"), folder_split(root / "validation")
+    votes = votes_read(votes_file) if votes_file else None
+    return folder_split(root / "train", votes), folder_split(root / "validation", votes)
 
 
 def project_splits(project, config: "TrainingConfig", validation_fraction: float) -> tuple[Split, Split]:
@@ -122,7 +153,7 @@ def dataset(split: Split, config: "TrainingConfig", *, training: bool) -> "tf.da
     """Batches of ([0, 1] pixels, one-hot labels); shuffled and augmented when training."""
     import tensorflow as tf
 
-    labels = tf.one_hot(split.labels, len(EMOTIONS))
+    labels = split.targets if split.targets is not None else tf.one_hot(split.labels, len(EMOTIONS))
     if split.pixels is not None:
         data = tf.data.Dataset.from_tensor_slices((split.pixels, labels))
     else:

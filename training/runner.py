@@ -62,7 +62,7 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
 
     keras.utils.set_random_seed(config.seed)
     train_split, validation_split = _splits(trial, config)
-    model = build_model(config)
+    model = _initial_model(config)
     steps_per_epoch = -(-len(train_split) // config.batch_size)
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
@@ -89,8 +89,15 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
         # Checkpoints were chosen on the plain model; the shipped file averages with the mirror.
         best = with_flip_averaging(best)
         best.save(best_file)
-    metrics = evaluate(best, data.dataset(validation_split, config, training=False), validation_split.labels)
+    metrics = evaluate(
+        best,
+        data.dataset(validation_split, config, training=False),
+        validation_split.labels,
+        validation_split.targets,
+    )
     metrics["best_epoch"] = _best_epoch(trial.pk)
+    if config.votes:
+        metrics["left_out"] = {"train": train_split.left_out, "validation": validation_split.left_out}
     _store_results(trial, metrics, best_file)
 
 
@@ -98,11 +105,35 @@ def _splits(trial: Trial, config: TrainingConfig) -> tuple[data.Split, data.Spli
     if trial.data_source == Trial.DataSource.PROJECT:
         if trial.project is None:
             raise ValueError("the trial's project was deleted")
+        if config.votes:
+            raise ValueError("crowd votes are matched to files of a server folder, not to a project")
         return data.project_splits(trial.project, config, trial.validation_fraction)
-    train, validation = data.folder_splits(trial.data_dir)
+    train, validation = data.folder_splits(trial.data_dir, config.votes)
     if not len(train) or not len(validation):
-        raise ValueError(f"{trial.data_dir} has no images in train/ or validation/ emotion folders")
+        raise ValueError(
+            f"{trial.data_dir} has no images in train/ or validation/ emotion folders"
+            + (" that have an emotion in the crowd votes" if config.votes else "")
+        )
     return train, validation
+
+
+def _initial_model(config: TrainingConfig):
+    """A fresh network of the configured architecture, or the network saved in init_from."""
+    if not config.init_from:
+        return build_model(config)
+    import keras
+
+    model = keras.models.load_model(config.init_from, compile=False)
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if model.name.endswith("_flip_mean") and len(inner) == 1:
+        model = inner[0]  # train the network itself; flip averaging is applied again on saving
+    expected = (config.input_size, config.input_size, config.channels)
+    if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(EMOTIONS):
+        raise ValueError(
+            f"{config.init_from} takes {model.input_shape[1:]} and gives {model.output_shape[-1]} classes; "
+            f"this trial needs {expected} and {len(EMOTIONS)}"
+        )
+    return model
 
 
 def _optimizer(config: TrainingConfig, steps_per_epoch: int):
@@ -212,11 +243,17 @@ def _float_or_none(value) -> float | None:
     return None if value is None else float(value)
 
 
-def evaluate(model, validation, labels: np.ndarray) -> dict:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the validation data."""
+def evaluate(model, validation, labels: np.ndarray, targets: np.ndarray | None = None) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the validation data;
+    with crowd vote distributions, `labels` are the crowd's majorities and crowd agreement (either
+    side of a tie agrees) is added."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
+    extra = {}
+    if targets is not None:
+        chosen = targets[np.arange(len(predicted)), predicted]
+        extra["crowd_agreement"] = round(float(np.mean(chosen >= targets.max(axis=1))), 4)
     classes = list(range(len(EMOTIONS)))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0
@@ -237,6 +274,7 @@ def evaluate(model, validation, labels: np.ndarray) -> dict:
         "confusion": confusion_matrix(labels, predicted, labels=classes).tolist(),
         "labels": list(EMOTIONS),
         "validation_count": len(labels),
+        **extra,
     }
 
 

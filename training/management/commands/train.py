@@ -28,14 +28,17 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, help="folder with train/ and validation/")
         parser.add_argument("--epochs", type=int)
         parser.add_argument("--name", default="", help="trial name (default: preset and epochs)")
+        parser.add_argument("--votes", help="crowd votes CSV: train on vote distributions (sets votes=)")
+        parser.add_argument("--init-from", help="a saved .keras model to start from (sets init_from=)")
         parser.add_argument(
             "--set", type=setting, action="append", default=[], metavar="KEY=VALUE", help="override a setting"
         )
 
     def handle(self, *args, **options):
         overrides = dict(options["set"])
-        if options["epochs"] is not None:
-            overrides["epochs"] = options["epochs"]
+        for option in ("epochs", "votes", "init_from"):
+            if options[option] is not None:
+                overrides[option] = options[option]
         try:
             trial = services.trial_create(
                 name=options["name"] or f"{options['preset']} (shell)",
