@@ -403,3 +403,29 @@ def test_an_empty_configuration_means_the_preset_defaults(admin_client, monkeypa
     assert calls[0]["config"] is None
     assert calls[0]["data_dir"] == "/data/fer2013"
     assert calls[0]["project"] is None
+
+
+def test_the_start_form_passes_crowd_votes_into_the_recipe(admin_client, monkeypatch):
+    calls = []
+
+    def create(**kwargs):
+        calls.append(kwargs)
+        return Trial.objects.create(name=kwargs["name"], preset=kwargs["preset"], config=CONFIG)
+
+    monkeypatch.setattr("training.services.trial_create", create)
+    data = start_data(config='{"epochs": 2}', votes="/data/ferplus/votes.csv")
+    response = admin_client.post(reverse("admin:training_trial_add"), data)
+
+    assert response.status_code == 302
+    assert calls[0]["config"] == {"epochs": 2, "votes": "/data/ferplus/votes.csv"}
+
+
+def test_the_start_form_says_when_the_votes_file_is_missing(admin_client, tmp_path):
+    response = admin_client.post(
+        reverse("admin:training_trial_add"),
+        start_data(data_dir=str(tmp_path), votes=str(tmp_path / "none.csv")),
+    )
+
+    assert response.status_code == 200
+    assert f"The file {tmp_path / 'none.csv'} does not exist on the server." in response.content.decode()
+    assert not Trial.objects.exists()

@@ -34,6 +34,15 @@ class TrialStartForm(forms.Form):
         required=False,
         help_text="A folder on the server with train/ and validation/, one subfolder per emotion.",
     )
+    votes = forms.CharField(
+        label="Crowd votes",
+        max_length=500,
+        required=False,
+        help_text=(
+            "For server-folder data: a CSV on the server with votes.csv's columns (file, then the "
+            "vote counts). The trial then learns each face's vote distribution instead of its folder."
+        ),
+    )
     project = forms.ModelChoiceField(
         queryset=Project.objects.order_by("name"),
         required=False,
@@ -65,6 +74,8 @@ class TrialStartForm(forms.Form):
             self.add_error("data_dir", "Name the server folder to train on.")
         if cleaned.get("data_source") == Trial.DataSource.PROJECT and not cleaned.get("project"):
             self.add_error("project", "Choose the project whose labels to train on.")
+        if cleaned.get("data_source") == Trial.DataSource.PROJECT and cleaned.get("votes"):
+            self.add_error("votes", "Crowd votes are matched to files of a server folder, not to a project.")
         return cleaned
 
     def add_service_errors(self, error: ValidationError) -> None:
@@ -83,10 +94,13 @@ class TrialStartForm(forms.Form):
     def trial_create_kwargs(self) -> dict:
         data = self.cleaned_data
         from_folder = data["data_source"] == Trial.DataSource.FOLDER
+        config = data["config"]
+        if data.get("votes"):
+            config = (config or {}) | {"votes": data["votes"]}
         return {
             "name": data["name"],
             "preset": data["preset"],
-            "config": data["config"],
+            "config": config,
             "data_dir": data["data_dir"] if from_folder else "",
             "project": None if from_folder else data["project"],
             "validation_fraction": data["validation_fraction"],
