@@ -179,6 +179,14 @@ def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
     assert min(losses) > entropy - 1e-3, losses
     assert losses[-1] < entropy + 0.15, losses
 
+    # Its card reports the crowd figures that evaluate_model --votes reproduces.
+    call_command(
+        "model_card", trial.pk, "--name", "voted", "--dir", root.parent / "shipped", stdout=io.StringIO()
+    )
+    card = (root.parent / "shipped" / "voted.md").read_text()
+    assert f"--votes {votes_file}" in card and "**crowd agreement 1.0000**" in card
+    assert '"no_votes": 1, "not_an_emotion": 1' in card
+
 
 # Measuring against the crowd ---------------------------------------------------------------------
 

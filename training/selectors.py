@@ -46,7 +46,9 @@ def _best_val_accuracy(trial: Trial) -> float | None:
     return max(values, default=None)
 
 
-def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, validation_dir: str) -> str:
+def trial_model_card(
+    trial: Trial, *, file_name: str, sha256: str, evaluation, validation_dir: str, crowd=None
+) -> str:
     """A Markdown model card: data, command, recipe, timings, and the shipped file's scores on
     validation as the inference engine (and so `evaluate_model`) computes them."""
     import json
@@ -56,8 +58,11 @@ def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, v
     best = max(history, key=lambda row: row.val_accuracy or 0.0) if history else None
     minutes = (trial.seconds_total or 0) / 60
     plain = " without flip averaging" if trial.config.get("flip_averaging") else ""
+    options = {"votes": "--votes {}", "init_from": "--init-from {}", "epochs": "--epochs {}"}
     overrides = " ".join(
-        f"--set {name}={json.dumps(value, separators=(',', ':'))}"
+        options[name].format(value)
+        if name in options
+        else f"--set {name}={json.dumps(value, separators=(',', ':'))}"
         for name, value in trial.config.items()
         if name in FIELDS and value != _preset_value(trial.preset, name)
     )
@@ -72,6 +77,19 @@ def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, v
         f"| command | `python manage.py train --preset {trial.preset} --data {trial.data_dir}"
         + (f" {overrides}" if overrides else "")
         + "` |",
+        *(
+            [f"| starts from | `{trial.config['init_from']}` (its own card gives its recipe and time) |"]
+            if trial.config.get("init_from")
+            else []
+        ),
+        *(
+            [
+                f"| targets | the crowd's vote distribution per face, `{trial.config['votes']}`; left out: "
+                f"{json.dumps(trial.metrics.get('left_out', {}))} |"
+            ]
+            if trial.config.get("votes")
+            else []
+        ),
         f"| seed | {trial.config.get('seed')} |",
         f"| epochs | {trial.epochs_done} of {trial.config.get('epochs')}; best validation epoch "
         f"{best.epoch if best else '-'} ({best.val_accuracy:.4f}{plain}) |"
@@ -103,8 +121,36 @@ def trial_model_card(trial: Trial, *, file_name: str, sha256: str, evaluation, v
     lines += ["| | " + " | ".join(evaluation.labels) + " |", "|---" * (len(evaluation.labels) + 1) + "|"]
     for label, row in zip(evaluation.labels, evaluation.confusion, strict=True):
         lines.append(f"| {label} | " + " | ".join(str(n) for n in row) + " |")
+    if crowd is not None:
+        lines += _crowd_card(crowd, validation_dir, trial.config["votes"])
     lines += ["", "## Recipe", "", "```json", json.dumps(trial.config, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def _crowd_card(crowd, validation_dir: str, votes: str) -> list[str]:
+    from inference.models import EMOTIONS
+
+    score = crowd.score
+    lines = [
+        "",
+        "## Against the crowd (ten votes per face)",
+        "",
+        f"On the {score.counted} images of `{validation_dir}` whose most-voted answer is an emotion "
+        f"({score.non_emotion} mostly contempt/unknown/not-a-face and {score.unmatched} without votes "
+        f"left out): **crowd agreement {score.agreement:.4f}**, annotator share "
+        f"{score.annotator_share:.4f}, expected calibration error {crowd.ece:.4f}.",
+        "",
+        f"Reproduce: `python manage.py evaluate_model --data {validation_dir} --votes {votes}`.",
+        "",
+        "| crowd class | recall | support |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {label} | {crowd.recall[label]:.4f} | {crowd.support[label]} |" for label in EMOTIONS]
+    lines += ["", "Rows: the crowd's majority; columns: predicted.", ""]
+    lines += ["| | " + " | ".join(EMOTIONS) + " |", "|---" * (len(EMOTIONS) + 1) + "|"]
+    for label, row in zip(EMOTIONS, crowd.confusion, strict=True):
+        lines.append(f"| {label} | " + " | ".join(str(n) for n in row) + " |")
+    return lines
 
 
 def _preset_value(preset: str, name: str):

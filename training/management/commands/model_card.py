@@ -21,8 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--validation", type=Path, help="default: the trial's data folder's validation/")
 
     def handle(self, *args, trial: int, name: str, dir: Path, validation: Path | None, **options):
+        from inference.crowd import crowd_evaluate, format_crowd_evaluation, votes_key, votes_read
         from inference.engine import EmotionModel
-        from inference.evaluation import evaluate_folder, format_evaluation
+        from inference.evaluation import format_evaluation, predict_folder, score_folder_labels
         from inference.models import EMOTIONS
 
         found = Trial.objects.filter(pk=trial, status=Trial.Status.SUCCEEDED).exclude(model_file="").first()
@@ -37,14 +38,26 @@ class Command(BaseCommand):
             shutil.copyfileobj(source, copy)
         config = found.config
         model = EmotionModel(target, config["input_size"], config["grayscale"], "zero_one", EMOTIONS)
-        evaluation = evaluate_folder(model, validation)
+        predictions = predict_folder(model, validation)
+        evaluation = score_folder_labels(predictions)
+        crowd = None
+        if config.get("votes"):
+            crowd = crowd_evaluate(
+                [votes_key(path) for path in predictions.files],
+                [EMOTIONS[i] for i in predictions.predicted],
+                votes_read(config["votes"]),
+                predictions.probabilities.max(axis=1),
+            )
         card = trial_model_card(
             found,
             file_name=target.name,
             sha256=hashlib.sha256(target.read_bytes()).hexdigest(),
             evaluation=evaluation,
             validation_dir=str(validation),
+            crowd=crowd,
         )
         (dir / f"{name}.md").write_text(card)
         self.stdout.write(format_evaluation(evaluation))
+        if crowd is not None:
+            self.stdout.write(format_crowd_evaluation(crowd))
         self.stdout.write(f"wrote {target} and {dir / f'{name}.md'}")
