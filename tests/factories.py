@@ -4,7 +4,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def make_tiny_model(path: Path, input_size: int = 48, grayscale: bool = True, seed: int = 0) -> Path:
@@ -70,3 +70,40 @@ def face_jpeg(seed: int, size: int = 48, mode: str = "L") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def pattern_jpeg(kind: str, width: int = 640, height: int = 480) -> bytes:
+    """A picture with no face in it: `bars` (a colour test pattern), `text` (a word-mark logo on a
+    flat background) or `blank` (one flat colour)."""
+    image = Image.new("RGB", (width, height), (245, 245, 240))
+    draw = ImageDraw.Draw(image)
+    if kind == "bars":
+        colours = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0)]
+        for i, colour in enumerate(colours):
+            draw.rectangle([i * width // 6, 0, (i + 1) * width // 6, height], fill=colour)
+    elif kind == "text":
+        font = ImageFont.load_default(size=max(10, height // 6))
+        draw.text((width // 10, height // 3), "facelabel", fill=(20, 40, 90), font=font)
+    elif kind != "blank":
+        raise ValueError(f"unknown pattern {kind!r}")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+# Trial settings for a few seconds an epoch on generated faces: trial 1's recipe made tiny, with
+# only the cheap flip left of the augmentation (tracing every augmentation layer costs seconds).
+TINY_TRIAL = {
+    "epochs": 2,
+    "batch_size": 8,
+    "conv_filters": [8, 16],
+    "conv_dropout": [0.1, 0.1],
+    "dense_units": 16,
+    "early_stopping_patience": 0,
+    "lr_plateau_patience": 0,
+    "rotation": 0.0,
+    "width_shift": 0.0,
+    "height_shift": 0.0,
+    "zoom": 0.0,
+    "shear": 0.0,
+}

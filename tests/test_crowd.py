@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from inference.crowd import COLUMNS, CrowdScore, Votes, crowd_evaluate, votes_key, votes_read
 from inference.models import EMOTIONS
-from tests.factories import face_jpeg
+from tests.factories import TINY_TRIAL, face_jpeg
 from training import data, runner, services
 from training.config import config_validate
 from training.models import Trial
@@ -145,7 +145,7 @@ def test_a_voted_split_holds_the_vote_distributions_and_leaves_out_non_faces_and
 
 def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
     root, votes_file = voted_faces
-    config = {
+    config = TINY_TRIAL | {
         "epochs": 15,
         "batch_size": 4,
         "conv_filters": [4],
@@ -155,13 +155,6 @@ def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
         "l2": 0.0,
         "learning_rate": 0.01,
         "class_weights": False,
-        "early_stopping_patience": 0,
-        "lr_plateau_patience": 0,
-        "rotation": 0.0,
-        "width_shift": 0.0,
-        "height_shift": 0.0,
-        "zoom": 0.0,
-        "shear": 0.0,
         "votes": str(votes_file),
     }
     trial = services.trial_create(
@@ -322,7 +315,7 @@ def test_a_trial_can_start_from_a_saved_flip_averaged_model(voted_faces, tmp_pat
     from training.architectures import build_model, with_flip_averaging
 
     root, votes_file = voted_faces
-    tiny = {"conv_filters": [4], "conv_dropout": [0.0], "dense_units": 0, "epochs": 1, "batch_size": 8}
+    tiny = TINY_TRIAL | {"conv_filters": [4], "conv_dropout": [0.0], "dense_units": 0, "epochs": 1}
     start = with_flip_averaging(build_model(config_validate(tiny)))
     start.save(tmp_path / "start.keras")
     config = tiny | {
@@ -330,7 +323,6 @@ def test_a_trial_can_start_from_a_saved_flip_averaged_model(voted_faces, tmp_pat
         "votes": str(votes_file),
         "flip_averaging": True,
     }
-    config |= {"rotation": 0.0, "width_shift": 0.0, "height_shift": 0.0, "zoom": 0.0, "shear": 0.0}
     trial = services.trial_create(
         name="fine-tune", preset="trial_1", config=config, data_dir=str(root), start=False
     )

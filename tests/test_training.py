@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from inference.models import EMOTIONS, ModelVersion
-from tests.factories import face_jpeg
+from tests.factories import TINY_TRIAL, face_jpeg
 from training import services
 from training.config import config_to_dict, config_validate
 from training.models import Trial, TrialEpoch
@@ -19,22 +19,7 @@ from training.presets import PRESETS, preset_config
 from training.selectors import trial_history, trials_compare
 from training.tasks import run_trial
 
-# A few seconds an epoch on generated 48x48 faces: the recipe of trial 1, made tiny.
-TINY = {
-    "epochs": 2,
-    "batch_size": 8,
-    "conv_filters": [8, 16],
-    "conv_dropout": [0.1, 0.1],
-    "dense_units": 16,
-    "early_stopping_patience": 0,
-    "lr_plateau_patience": 0,
-    # Tracing every augmentation layer costs seconds; one cheap layer still exercises the path.
-    "rotation": 0.0,
-    "width_shift": 0.0,
-    "height_shift": 0.0,
-    "zoom": 0.0,
-    "shear": 0.0,
-}
+TINY = TINY_TRIAL
 
 
 @pytest.fixture(autouse=True)
