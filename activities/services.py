@@ -4,8 +4,10 @@ and counting requests per visitor."""
 import time
 
 from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from inference.services import image_predict
+from projects.models import Image
 
 from .characters import CHARACTERS
 from .dance import DanceResult, dance_score
@@ -13,13 +15,25 @@ from .models import DanceScore
 
 
 def emotion_recognise(name: str, data: bytes) -> dict:
-    """The emotion in one photo, with what the page shows about it in the active language.
+    """The emotion in one photo, with what the page shows about it in the active language; or,
+    when no face was found (a logo, a test pattern, a face too small or turned away), only
+    `face_found: False` and what to try, since the model's guess would be about the background.
 
     Raises ValueError (why the photo is unusable) and inference.services.NoActiveModel.
     """
     prediction = image_predict(name, data)
+    if prediction.unsure_reason == Image.UnsureReason.NO_FACE:
+        return {
+            "face_found": False,
+            "detail": _(
+                "We could not find a face in this picture. Look straight at the camera in good light, "
+                "come a little closer, or pick an emotion yourself."
+            ),
+            "face_path": prediction.face_path,
+        }
     character = CHARACTERS[prediction.emotion]
     return {
+        "face_found": True,
         "emotion": prediction.emotion,
         "label": str(character.label),
         "confidence": prediction.confidence,
@@ -29,6 +43,7 @@ def emotion_recognise(name: str, data: bytes) -> dict:
         "greeting": str(character.greeting),
         "activity": str(character.activity),
         "face_path": prediction.face_path,
+        "unsure": bool(prediction.unsure_reason),
     }
 
 

@@ -82,7 +82,8 @@ def _error(message: str, status: int, headers: dict | None = None) -> JsonRespon
 
 @require_POST
 def recognise(request):
-    """One photo (multipart field `image`) in; the emotion, its probabilities and the greeting out."""
+    """One photo (multipart field `image`) in; the emotion, its probabilities and the greeting out,
+    or `face_found: false` with what to try."""
     per_minute = settings.ACTIVITIES_RECOGNISE_PER_MINUTE
     if not services.rate_limit_allow(f"recognise:{_client_key(request)}", per_minute):
         return _error(
@@ -103,7 +104,8 @@ def recognise(request):
         return _error(_("This photo cannot be used: %(reason)s") % {"reason": exc}, 400)
     except NoActiveModel:
         return _error(_("Emotion recognition is not available right now. Pick an emotion yourself."), 503)
-    result["url"] = reverse("activities:experience", args=[result["emotion"]])
+    if result["face_found"]:
+        result["url"] = reverse("activities:experience", args=[result["emotion"]])
     return JsonResponse(result)
 
 

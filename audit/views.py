@@ -29,6 +29,7 @@ def health(request, project_id: int):
         "health": selectors.dataset_health(project),
         "runs": selectors.audit_runs(project)[:10],
         "policies": LabelPolicy.choices,
+        "label_policy": project_selectors.label_policy_in_force(project),
         "kinds": AuditRun.Kind.choices,
         "emotions": EMOTIONS,
     }
@@ -52,7 +53,9 @@ def audit_create(request, project_id: int):
 def policy_set(request, project_id: int):
     project = project_selectors.project_get_for_user(request.user, project_id, Role.OWNER)
     try:
-        project_services.project_update(project=project, label_policy=request.POST.get("label_policy", ""))
+        project_services.project_update(
+            project=project, user=request.user, label_policy=request.POST.get("label_policy", "")
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("audit:health", project.id)

@@ -10,6 +10,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from projects.models import Image
+
 from . import services
 from .models import EMOTIONS, ModelVersion
 
@@ -57,7 +59,13 @@ class PredictionSerializer(serializers.Serializer):
     confidence = serializers.FloatField()
     probabilities = serializers.DictField(child=serializers.FloatField())
     face_box = serializers.ListField(child=serializers.IntegerField(), help_text="[x, y, width, height]")
-    face_path = serializers.ChoiceField(choices=["detected", "whole", "small"])
+    face_path = serializers.ChoiceField(choices=Image.FacePath.values)
+    unsure_reason = serializers.ChoiceField(
+        choices=Image.UnsureReason.values,
+        allow_blank=True,
+        help_text="Empty when the emotion can be trusted; no_face (none found, or a blank image) or "
+        "low_confidence (under UNSURE_MIN_CONFIDENCE) when it is only the model's best guess.",
+    )
     model_version = serializers.CharField()
 
 

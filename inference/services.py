@@ -31,6 +31,7 @@ from projects.models import Batch, Export, Image, Project, final_label_under
 from projects.selectors import images_for_export
 
 from .models import EMOTIONS, ModelVersion
+from .unsure import unsure_reason
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ LABEL_FIELDS = [
     "model_version",
     "face_box",
     "face_path",
+    "unsure_reason",
     "labeled_at",
     "error",
 ]
@@ -206,6 +208,7 @@ def images_label(claim: Claim, version: ModelVersion, model) -> None:
         image.model_version = version
         image.face_box = list(face.box)
         image.face_path = face.path
+        image.unsure_reason = unsure_reason(face.path, image.confidence)
         image.labeled_at = now
         image.error = ""
     labels_write(claim.token, claim.images)
@@ -280,6 +283,7 @@ MANIFEST_COLUMNS = [
     "label_quality",
     "likely_mislabeled",
     "suggested_label",
+    "unsure_reason",
 ]
 
 
@@ -364,7 +368,9 @@ def _write_export_zip(project: Project, archive) -> int:
 
 def export_rows(project: Project):
     """One manifest row per image, with its path inside the ZIP: `<final label>/<name>.jpg`,
-    or `unlabeled/` for images the model has not labeled (failed or still waiting)."""
+    `unsure/` for images without one whose model label is not trusted (no face found, too low a
+    confidence: `unsure_reason` says which), or `unlabeled/` for images the model has not
+    labeled (failed or still waiting)."""
     used: set[str] = set()
     for image in images_for_export(project).iterator(chunk_size=2000):
         final = final_label_under(
@@ -374,8 +380,9 @@ def export_rows(project: Project):
             predicted=image["predicted_label"],
             suggested=image["suggested_label"],
             confident=image["suggestion_confident"],
+            unsure=bool(image["unsure_reason"]),
         )
-        folder = final or "unlabeled"
+        folder = final or ("unsure" if image["unsure_reason"] else "unlabeled")
         stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
         path = f"{folder}/{stem}.jpg"
         if path in used:
@@ -395,6 +402,7 @@ def export_rows(project: Project):
             "label_quality": "" if quality is None else f"{quality:.4f}",
             "likely_mislabeled": "yes" if image["likely_mislabeled"] else "",
             "suggested_label": image["suggested_label"],
+            "unsure_reason": image["unsure_reason"],
         }
 
 
@@ -496,6 +504,7 @@ class Prediction:
     probabilities: dict[str, float]
     face_box: list[int]
     face_path: str
+    unsure_reason: str  # "" when the emotion can be trusted, else no_face or low_confidence
     model_version: str
 
 
@@ -527,5 +536,6 @@ def image_predict(name: str, data: bytes) -> Prediction:
         probabilities={e: round(float(p), 6) for e, p in zip(EMOTIONS, probs, strict=True)},
         face_box=list(face.box),
         face_path=face.path,
+        unsure_reason=unsure_reason(face.path, float(probs[best])),
         model_version=version.name,
     )

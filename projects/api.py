@@ -44,6 +44,10 @@ ERROR = OpenApiResponse(
 INVALID = OpenApiResponse(
     OpenApiTypes.OBJECT, description="Validation error: `{field: [messages]}` or `{detail: [messages]}`"
 )
+STALE = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description="A label in `shown` is no longer final: `{detail: [message], final_labels: {id: label}}`",
+)
 READ_ERRORS = {401: ERROR, 404: ERROR}
 WRITE_ERRORS = {400: INVALID, 401: ERROR, 403: ERROR, 404: ERROR}
 
@@ -72,6 +76,9 @@ class ImagePagination(PageNumberPagination):
 
 class ProjectSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    label_policy_chosen_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="The owner who changed the policy, if one did."
+    )
 
     class Meta:
         model = Project
@@ -81,6 +88,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "description",
             "relabel_on_new_model",
             "label_policy",
+            "label_policy_chosen_at",
+            "label_policy_chosen_by",
             "created_by",
             "created_at",
         ]
@@ -97,7 +106,10 @@ class ProjectUpdateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     relabel_on_new_model = serializers.BooleanField(required=False)
     label_policy = serializers.ChoiceField(
-        choices=LabelPolicy.choices, required=False, help_text="Which label an unreviewed image exports with."
+        choices=LabelPolicy.choices,
+        required=False,
+        help_text="Which label an unreviewed image exports with. New projects start with the policy "
+        "that agreed best with crowd votes (the project page quotes the figures).",
     )
 
 
@@ -106,7 +118,9 @@ class ProjectListView(generics.ListAPIView):
 
     def get_queryset(self):
         # The image count's GROUP BY drops Meta.ordering; pages need a stable order.
-        projects = selectors.projects_for_user(self.request.user).select_related("created_by")
+        projects = selectors.projects_for_user(self.request.user).select_related(
+            "created_by", "label_policy_chosen_by"
+        )
         return projects.order_by("-created_at", "-id")
 
     @extend_schema(tags=["projects"], responses={200: ProjectSerializer(many=True), 401: ERROR})
@@ -137,7 +151,7 @@ class ProjectDetailView(ProjectScopedView):
         project = self.project(Role.OWNER)
         data = _valid(ProjectUpdateSerializer, request.data)
         with service_errors():
-            project = services.project_update(project=project, **data)
+            project = services.project_update(project=project, user=request.user, **data)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(tags=["projects"], responses={204: None, 401: ERROR, 403: ERROR, 404: ERROR})
@@ -350,6 +364,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "likely_mislabeled",
             "suggested_label",
             "suggestion_confident",
+            "unsure_reason",
         ]
         read_only_fields = fields
 
@@ -394,8 +409,25 @@ class BulkAcceptSerializer(serializers.Serializer):
         allow_null=True,
         required=False,
         default=None,
-        help_text="The label to set; null (the default) accepts each image's model label.",
+        help_text="The label to set; null (the default) accepts each image's final label under the "
+        "project's label policy.",
     )
+    shown = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=10),
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="With label null: {image id: the final label your client showed}. If any of them "
+        "is no longer the final label, nothing is accepted and the answer is 409 with the labels now.",
+    )
+
+    def validate_shown(self, value):
+        if value is None:
+            return None
+        try:
+            return {int(image_id): label for image_id, label in value.items()}
+        except ValueError as exc:
+            raise serializers.ValidationError("The keys are image ids.") from exc
 
 
 class BulkAcceptedSerializer(serializers.Serializer):
@@ -405,10 +437,21 @@ class BulkAcceptedSerializer(serializers.Serializer):
 IMAGE_FILTERS = [
     OpenApiParameter("predicted", enum=EMOTIONS, description="Model label"),
     OpenApiParameter("original", enum=EMOTIONS, description="Original label (from the ZIP folder)"),
-    OpenApiParameter("final", enum=EMOTIONS, description="Reviewed label, else the model's"),
+    OpenApiParameter(
+        "final",
+        enum=[*EMOTIONS, "unsure"],
+        description="Final label (the reviewer's, else as the project's policy says); unsure: none, "
+        "because the model's was not trusted (what the export puts in unsure/)",
+    ),
     OpenApiParameter("disagrees", bool, description="Original and model labels differ"),
     OpenApiParameter("likely_mislabeled", bool, description="The latest label audit flagged the original"),
     OpenApiParameter("reviewed", enum=["yes", "no"]),
+    OpenApiParameter(
+        "unsure",
+        enum=list(selectors.UNSURE_CHOICES),
+        description="yes: the model's label is not used (no face found, or too unsure; exported "
+        "to unsure/ unless reviewed); no: it is; or one reason",
+    ),
     OpenApiParameter("status", enum=Image.Status.values),
     OpenApiParameter("min_confidence", float),
     OpenApiParameter("max_confidence", float),
@@ -466,16 +509,26 @@ class ImageBulkAcceptView(ProjectScopedView):
     @extend_schema(
         tags=["images"],
         request=BulkAcceptSerializer,
-        responses={200: BulkAcceptedSerializer, **WRITE_ERRORS},
-        description="Review many images at once: set `label`, or accept the model's labels.",
+        responses={200: BulkAcceptedSerializer, 409: STALE, **WRITE_ERRORS},
+        description="Review many images at once: set `label`, or accept each image's final label "
+        "under the project's label policy (what the grid's Accept does), checked against `shown`.",
     )
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
         data = _valid(BulkAcceptSerializer, request.data)
         with service_errors():
-            changed = services.images_set_label(
-                project=project, image_ids=data["ids"], user=request.user, label=data["label"]
-            )
+            try:
+                if data["label"] is None:
+                    changed = services.images_accept(
+                        project=project, image_ids=data["ids"], user=request.user, shown=data["shown"]
+                    )
+                else:
+                    changed = services.images_set_label(
+                        project=project, image_ids=data["ids"], user=request.user, label=data["label"]
+                    )
+            except services.FinalLabelChanged as exc:
+                body = {"detail": exc.messages, "final_labels": exc.final_labels}
+                return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(BulkAcceptedSerializer({"changed": changed}).data)
 
 

@@ -1,6 +1,7 @@
 """Reads: which projects a user may see, the review grid's filters, progress and summaries."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, F, QuerySet, Value, When
@@ -10,7 +11,19 @@ from django.utils import timezone
 
 from inference.models import EMOTIONS
 
-from .models import ROLE_RANK, Batch, Export, Image, LabelPolicy, Membership, Project, Role
+from .models import (
+    POLICY_CROWD_AGREEMENT,
+    POLICY_MEASURED_WITH,
+    ROLE_RANK,
+    Batch,
+    Export,
+    Image,
+    LabelPolicy,
+    Membership,
+    Project,
+    Role,
+    default_label_policy,
+)
 
 
 def projects_for_user(user) -> QuerySet[Project]:
@@ -38,13 +51,65 @@ def project_get_for_user(user, project_id: int, role: str = Role.VIEWER) -> Proj
 def final_label_expression(policy: str = LabelPolicy.MODEL):
     """models.final_label_under in SQL."""
     reviewed = NullIf(F("reviewed_label"), Value(""))
+    predicted = Case(When(unsure_reason="", then=F("predicted_label")), default=Value(""))
     if policy == LabelPolicy.MODEL:
-        return Coalesce(reviewed, F("predicted_label"))
+        return Coalesce(reviewed, predicted)
     original = NullIf(F("original_label"), Value(""))
     if policy == LabelPolicy.ORIGINAL:
-        return Coalesce(reviewed, original, F("predicted_label"))
+        return Coalesce(reviewed, original, predicted)
     suggestion = Case(When(suggestion_confident=True, then=NullIf(F("suggested_label"), Value(""))))
-    return Coalesce(reviewed, suggestion, original, F("predicted_label"))
+    return Coalesce(reviewed, suggestion, original, predicted)
+
+
+@dataclass(frozen=True)
+class PolicyFigure:
+    policy: str
+    label: str
+    agreement: float  # share of images whose final label the crowd voted for most
+
+    @property
+    def percent(self) -> float:
+        return self.agreement * 100
+
+
+@dataclass(frozen=True)
+class LabelPolicyInForce:
+    """Which final-label policy a project uses and why: the measured default or an owner's choice."""
+
+    policy: str
+    label: str
+    default: str
+    default_label: str
+    chosen_at: datetime | None  # None: the project kept the default it started with
+    chosen_by: str
+    figures: list[PolicyFigure]  # best first
+    measured_with: str
+
+    @property
+    def is_default(self) -> bool:
+        return self.chosen_at is None and self.policy == self.default
+
+
+def label_policy_in_force(project: Project) -> LabelPolicyInForce:
+    figures = sorted(
+        (
+            PolicyFigure(policy, LabelPolicy(policy).label, share)
+            for policy, share in POLICY_CROWD_AGREEMENT.items()
+        ),
+        key=lambda figure: -figure.agreement,
+    )
+    default = default_label_policy()
+    chosen_by = project.label_policy_chosen_by
+    return LabelPolicyInForce(
+        policy=project.label_policy,
+        label=LabelPolicy(project.label_policy).label,
+        default=default,
+        default_label=LabelPolicy(default).label,
+        chosen_at=project.label_policy_chosen_at,
+        chosen_by=chosen_by.get_username() if chosen_by else "",
+        figures=figures,
+        measured_with=POLICY_MEASURED_WITH,
+    )
 
 
 # The review grid's sort orders; "least sure first" is where a reviewer's time pays off most.
@@ -58,14 +123,18 @@ IMAGE_ORDERS = {
 }
 
 
+UNSURE_CHOICES = ("yes", "no", *Image.UnsureReason.values)
+
+
 @dataclass(frozen=True)
 class ImageFilters:
     predicted: str = ""
     original: str = ""
-    final: str = ""
+    final: str = ""  # an emotion, or "unsure"
     disagrees: bool = False
     likely_mislabeled: bool | None = None
     reviewed: str = ""  # "", "yes" or "no"
+    unsure: str = ""  # "", "yes" (any reason), "no", or one of Image.UnsureReason
     status: str = ""
     min_confidence: float | None = None
     max_confidence: float | None = None
@@ -89,10 +158,11 @@ class ImageFilters:
         return cls(
             predicted=label("predicted"),
             original=label("original"),
-            final=label("final"),
+            final="unsure" if params.get("final") == "unsure" else label("final"),
             disagrees=params.get("disagrees") in {"1", "on", "true"},
             likely_mislabeled=_flag(params.get("likely_mislabeled")),
             reviewed=params.get("reviewed", "") if params.get("reviewed") in {"yes", "no"} else "",
+            unsure=params.get("unsure", "") if params.get("unsure") in UNSURE_CHOICES else "",
             status=params.get("status", "") if params.get("status") in Image.Status.values else "",
             min_confidence=number("min_confidence"),
             max_confidence=number("max_confidence"),
@@ -116,7 +186,11 @@ def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
         images = images.filter(predicted_label=filters.predicted)
     if filters.original:
         images = images.filter(original_label=filters.original)
-    if filters.final:
+    if filters.final == "unsure":
+        # What the export puts in unsure/: no final label, because the model's was not trusted.
+        final = final_label_expression(project.label_policy)
+        images = images.annotate(final=final).filter(final="").exclude(unsure_reason="")
+    elif filters.final:
         final = final_label_expression(project.label_policy)
         images = images.annotate(final=final).filter(final=filters.final)
     if filters.disagrees:
@@ -128,6 +202,12 @@ def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
         images = images.exclude(reviewed_label="")
     elif filters.reviewed == "no":
         images = images.filter(reviewed_label="")
+    if filters.unsure == "yes":
+        images = images.exclude(unsure_reason="")
+    elif filters.unsure == "no":
+        images = images.filter(unsure_reason="")
+    elif filters.unsure:
+        images = images.filter(unsure_reason=filters.unsure)
     if filters.status:
         images = images.filter(status=filters.status)
     if filters.min_confidence is not None:
@@ -188,13 +268,20 @@ def batch_progress(batch: Batch) -> dict:
 
 def project_summary(project: Project) -> dict:
     images = Image.objects.filter(project=project)
-    final_counts = dict(
+    final_counts: dict[str, int] = {}
+    unsure_counts: dict[str, int] = {}
+    rows = (
         images.exclude(status=Image.Status.FAILED)
         .annotate(final=final_label_expression(project.label_policy))
-        .values_list("final")
+        .values_list("final", "unsure_reason")
         .annotate(n=Count("id"))
-        .values_list("final", "n")
     )
+    for final, reason, n in rows:
+        # No final label: unsure/ in the export when the model had a label it did not trust.
+        if not final and reason:
+            unsure_counts[reason] = unsure_counts.get(reason, 0) + n
+        else:
+            final_counts[final] = final_counts.get(final, 0) + n
     pairs = (
         images.exclude(original_label="")
         .exclude(predicted_label="")
@@ -215,6 +302,12 @@ def project_summary(project: Project) -> dict:
         .count(),
         "final_counts": [(emotion, final_counts.get(emotion, 0)) for emotion in EMOTIONS],
         "unlabeled": final_counts.get("", 0),
+        "unsure": [
+            (reason, label, unsure_counts[reason])
+            for reason, label in Image.UnsureReason.choices
+            if unsure_counts.get(reason)
+        ],
+        "unsure_total": sum(unsure_counts.values()),
         "confusion": [(original, [table[original][p] for p in EMOTIONS]) for original in EMOTIONS],
         "has_original_labels": any(any(row.values()) for row in table.values()),
     }
@@ -242,5 +335,6 @@ def images_for_export(project: Project) -> QuerySet:
             "likely_mislabeled",
             "suggested_label",
             "suggestion_confident",
+            "unsure_reason",
         )
     )

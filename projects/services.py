@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from inference.models import EMOTIONS
@@ -35,10 +34,15 @@ def project_create(*, user, name: str, description: str = "") -> Project:
     return project
 
 
-def project_update(*, project: Project, **fields) -> Project:
-    """Change name, description, relabel_on_new_model or label_policy."""
-    if "label_policy" in fields and fields["label_policy"] not in LabelPolicy.values:
-        raise ValidationError(f"Unknown label policy {fields['label_policy']!r}.")
+def project_update(*, project: Project, user=None, **fields) -> Project:
+    """Change name, description, relabel_on_new_model or label_policy (`user` is the one who does)."""
+    if "label_policy" in fields:
+        if fields["label_policy"] not in LabelPolicy.values:
+            raise ValidationError(f"Unknown label policy {fields['label_policy']!r}.")
+        # Only a change counts as an owner's choice: re-saving the form keeps the project on the
+        # measured default, and the project page keeps saying so.
+        if fields["label_policy"] != project.label_policy:
+            fields.update(label_policy_chosen_at=timezone.now(), label_policy_chosen_by=user)
     if "name" in fields:
         fields["name"] = fields["name"].strip()[:200]
         if not fields["name"]:
@@ -223,9 +227,25 @@ def _queue_labeling(batch_id: int) -> None:
     queue_batch_labeling(batch_id)
 
 
+class FinalLabelChanged(ValidationError):
+    """Accept was pressed on a label that is no longer the image's final label: since the page
+    loaded, the policy changed, the model relabeled the image, an audit or another reviewer
+    changed it. Nothing was written; `final_labels` maps image id to the final label now."""
+
+    def __init__(self, final_labels: dict[int, str]):
+        self.final_labels = final_labels
+        now = ", ".join(
+            f"#{image_id} is now {label or 'unlabeled'}" for image_id, label in final_labels.items()
+        )
+        super().__init__(f"The final label changed since this page was loaded ({now}); nothing was accepted.")
+
+
 def image_set_label(*, image: Image, user, label: str | None) -> Image:
-    """Review one image: `label` overrides the model; None accepts the model's label."""
-    label = _review_label(image, label)
+    """Review one image: `label` overrides the final label; None accepts it (image_accept)."""
+    if label is None:
+        return image_accept(image=image, user=user)
+    if label not in EMOTIONS:
+        raise ValidationError(f"{label!r} is not one of the seven emotions.")
     image.reviewed_label = label
     image.reviewed_by = user
     image.reviewed_at = timezone.now()
@@ -233,27 +253,55 @@ def image_set_label(*, image: Image, user, label: str | None) -> Image:
     return image
 
 
-def _review_label(image: Image, label: str | None) -> str:
-    if label is None:
-        if not image.predicted_label:
-            raise ValidationError("This image has no model label to accept yet.")
-        return image.predicted_label
-    if label not in EMOTIONS:
-        raise ValidationError(f"{label!r} is not one of the seven emotions.")
-    return label
+def image_accept(*, image: Image, user, shown: str | None = None) -> Image:
+    """Accept: the image's final label under the project's policy, as it is now, becomes its
+    reviewed label. `shown` is the final label the reviewer saw; if it is no longer the final
+    label, FinalLabelChanged is raised and nothing is written."""
+    shown_by_id = None if shown is None else {image.id: shown}
+    if not images_accept(project=image.project, image_ids=[image.id], user=user, shown=shown_by_id):
+        raise ValidationError("This image has no label to accept yet.")
+    image.refresh_from_db()
+    return image
+
+
+def images_accept(
+    *, project: Project, image_ids: list[int], user, shown: dict[int, str] | None = None
+) -> int:
+    """Bulk Accept: every chosen image that has a final label gets it confirmed as its reviewed
+    label; returns how many. With `shown` (image id -> the final label the page showed), nothing
+    is written if any of them is no longer the final label (FinalLabelChanged)."""
+    with transaction.atomic():
+        # Locked from the read to the write, so another reviewer's override in between is seen
+        # (and refused as a change) rather than overwritten by a label computed before it. The
+        # project is read in the same query: its policy as it is now decides the final label.
+        rows = (
+            Image.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .filter(project=project, id__in=image_ids)
+            .order_by("id")
+        )
+        finals = {image.id: image.final_label for image in rows}
+        changed = {i: finals[i] for i, label in (shown or {}).items() if i in finals and finals[i] != label}
+        if changed:
+            raise FinalLabelChanged(changed)
+        by_label: dict[str, list[int]] = {}
+        for image_id, label in finals.items():
+            if label:
+                by_label.setdefault(label, []).append(image_id)
+        now = timezone.now()
+        for label, ids in by_label.items():
+            Image.objects.filter(id__in=ids).update(reviewed_label=label, reviewed_by=user, reviewed_at=now)
+    return sum(len(ids) for ids in by_label.values())
 
 
 def images_set_label(*, project: Project, image_ids: list[int], user, label: str | None) -> int:
-    """Bulk review. With label None every chosen image that has a model label gets it accepted."""
-    images = Image.objects.filter(project=project, id__in=image_ids)
-    now = timezone.now()
+    """Bulk review: set `label` on every chosen image, or with None accept each final label."""
     if label is None:
-        return images.exclude(predicted_label="").update(
-            reviewed_label=F("predicted_label"), reviewed_by=user, reviewed_at=now
-        )
+        return images_accept(project=project, image_ids=image_ids, user=user)
     if label not in EMOTIONS:
         raise ValidationError(f"{label!r} is not one of the seven emotions.")
-    return images.update(reviewed_label=label, reviewed_by=user, reviewed_at=now)
+    images = Image.objects.filter(project=project, id__in=image_ids)
+    return images.update(reviewed_label=label, reviewed_by=user, reviewed_at=timezone.now())
 
 
 def image_clear_review(*, image: Image) -> Image:

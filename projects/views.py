@@ -49,6 +49,7 @@ def project_detail(request, project_id: int):
         "project": project,
         "role": membership.role,
         "summary": selectors.project_summary(project),
+        "label_policy": selectors.label_policy_in_force(project),
         "batches": project.batches.all()[:20],
         "exports": project.exports.select_related("requested_by")[:10],
         "emotions": EMOTIONS,
@@ -150,6 +151,7 @@ def review(request, project_id: int):
         "filters": filters,
         "emotions": EMOTIONS,
         "statuses": Image.Status.values,
+        "unsure_reasons": Image.UnsureReason.choices,
         "query": query.urlencode(),
         "per_page": per_page,
         "page_sizes": PAGE_SIZES,
@@ -174,8 +176,14 @@ def image_label(request, project_id: int, image_id: int):
     try:
         if payload.get("clear"):
             image = services.image_clear_review(image=image)
+        elif "accept" in payload:
+            # The grid sends the final label its card shows: Accept confirms that label or nothing.
+            image = services.image_accept(image=image, user=request.user, shown=str(payload["accept"] or ""))
         else:
             image = services.image_set_label(image=image, user=request.user, label=payload.get("label"))
+    except services.FinalLabelChanged as exc:
+        image.refresh_from_db()
+        return JsonResponse({"error": " ".join(exc.messages), **_image_json(image)}, status=409)
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)}, status=400)
     return JsonResponse(_image_json(image))
@@ -190,12 +198,28 @@ def images_bulk_label(request, project_id: int):
     if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 1000:
         return JsonResponse({"error": "ids must be a list of at most 1000 image ids."}, status=400)
     try:
-        changed = services.images_set_label(
-            project=project, image_ids=ids, user=request.user, label=payload.get("label")
-        )
+        shown = _shown_labels(payload.get("shown"))
+    except (AttributeError, ValueError):
+        return JsonResponse({"error": "shown must map image ids to the labels their cards show."}, status=400)
+    try:
+        if payload.get("label") is None and shown is not None:
+            changed = services.images_accept(project=project, image_ids=ids, user=request.user, shown=shown)
+        else:
+            changed = services.images_set_label(
+                project=project, image_ids=ids, user=request.user, label=payload.get("label")
+            )
+    except services.FinalLabelChanged as exc:
+        return JsonResponse({"error": " ".join(exc.messages), "final_labels": exc.final_labels}, status=409)
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)}, status=400)
     return JsonResponse({"changed": changed})
+
+
+def _shown_labels(value) -> dict[int, str] | None:
+    """The bulk Accept's {image id: final label its card showed}, or None when not sent."""
+    if value is None:
+        return None
+    return {int(image_id): str(label or "") for image_id, label in value.items()}
 
 
 def _json_body(request) -> dict:

@@ -57,7 +57,10 @@
     status.textContent = previous;
     button.disabled = panel.dataset.camera !== "on";
     photo.disabled = false;
-    if (!ok) {
+    // No face found is an answer, not an error, but it names no emotion: the visitor is told
+    // what to try and the picker stays the way on.
+    if (!ok || !data.face_found) {
+      document.getElementById("result").hidden = true;
       errorBox.textContent = data.detail || t("failed");
       errorBox.hidden = false;
       return;
