@@ -24,12 +24,12 @@ def bench_folder(
     files, truth = _labeled_files(Path(data_dir))
     given, flipped = flip_labels(truth, noise, seed)
     started = time.monotonic()
-    probs, result = _audit(version, files, given, cross_validated)
+    probs, result, _ = _audit(version, files, given, cross_validated)
     audit_seconds = time.monotonic() - started
     after = np.array(
         [
             EMOTIONS.index(label)
-            for label in final_labels(LabelPolicy.ORIGINAL_SUGGESTED, given, probs, result)
+            for label in final_labels(LabelPolicy.ORIGINAL_SUGGESTED, given, probs, result, [""] * len(given))
         ]
     )
     return {
@@ -49,14 +49,16 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
     """Real noise: the folders are the given labels and the crowd's votes are the truth.
 
     Every image is audited, as in a project; the scores count the images whose crowd majority is
-    an emotion (inference/crowd.py). Returns (figures, report rows).
+    an emotion (inference/crowd.py). A policy's export agreement is over the faces its export
+    sorts into emotion folders; the share it sends to `unsure/` is given beside it. Returns
+    (figures, report rows).
     """
     from inference.crowd import CrowdScore, votes_key, votes_read
 
     votes = votes_read(votes_file)
     version = _version(model_name)
     files, given = _labeled_files(Path(data_dir))
-    probs, result = _audit(version, files, given, cross_validated)
+    probs, result, unsure = _audit(version, files, given, cross_validated)
     crowd = [votes.get(votes_key(path)) for path in files]
     counted = np.array([c is not None and c.counts_as_emotion for c in crowd])
     if not counted.any():
@@ -69,7 +71,7 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
             for c, g in zip(crowd, given, strict=True)
         ]
     )
-    finals = {policy: final_labels(policy, given, probs, result) for policy in LabelPolicy.values}
+    finals = {policy: final_labels(policy, given, probs, result, unsure) for policy in LabelPolicy.values}
     figures = {"model": version.name, "audit": "cross_validated" if cross_validated else "model"}
     figures |= {
         "images": len(files),
@@ -79,11 +81,14 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
     scores = _scores(disputed[counted], _subset(result, counted))
     figures["real_noise_auroc"] = scores.pop("auroc")
     figures |= scores
+    figures["unsure"] = sum(1 for reason in unsure if reason)
     for policy, labels in finals.items():
         score = CrowdScore()
         for c, label in zip(crowd, labels, strict=True):
-            score.add(c, label)
+            if label:  # sorted into an emotion folder
+                score.add(c, label)
         figures[f"export_crowd_agreement_{policy}"] = score.agreement
+        figures[f"export_unsure_{policy}"] = 1 - score.counted / counted.sum()
     figures["default_policy"] = Project().label_policy
     rows = [
         {
@@ -94,7 +99,8 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
             "likely_mislabeled": bool(issue),
             "suggested_label": EMOTIONS[s] if s >= 0 else "",
             "confident": bool(c),
-            **{f"final_{policy}": labels[i] for policy, labels in finals.items()},
+            "unsure_reason": unsure[i],
+            **{f"final_{policy}": labels[i] or "unsure" for policy, labels in finals.items()},
         }
         for i, (path, g, p, q, issue, s, c) in enumerate(
             zip(
@@ -113,9 +119,11 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
 
 
 def _audit(version: ModelVersion, files: list[Path], given: np.ndarray, cross_validated: bool):
-    """The active model's probabilities (or cross-validated ones) and the confident-learning audit."""
+    """The active model's probabilities (or cross-validated ones), the confident-learning audit and
+    each image's unsure reason, all as labeling and the audit find them."""
     from inference.engine import load_model_version
     from inference.faces import find_face
+    from inference.unsure import unsure_reason
 
     model = load_model_version(version)
     # Faces are found as labeling finds them (face_of in inference/services.py).
@@ -127,11 +135,15 @@ def _audit(version: ModelVersion, files: list[Path], given: np.ndarray, cross_va
         chunks = [faces[i : i + FEATURE_CHUNK] for i in range(0, len(faces), FEATURE_CHUNK)]
         # Rounded as labeling stores them.
         probs = np.round(np.concatenate([model.predict(model.preprocess(c)) for c in chunks]), 6)
-    return probs, confident.audit(given, probs)
+    unsure = [unsure_reason(face.path, float(p.max())) for face, p in zip(faces, probs, strict=True)]
+    return probs, confident.audit(given, probs), unsure
 
 
-def final_labels(policy: str, given: np.ndarray, probs: np.ndarray, result: confident.Audit) -> list[str]:
-    """Each image's final label under a policy, nobody having reviewed it (what the export holds)."""
+def final_labels(
+    policy: str, given: np.ndarray, probs: np.ndarray, result: confident.Audit, unsure: list[str]
+) -> list[str]:
+    """Each image's final label under a policy, nobody having reviewed it (what the export holds:
+    "" for the `unsure/` folder)."""
     return [
         final_label_under(
             policy,
@@ -140,8 +152,9 @@ def final_labels(policy: str, given: np.ndarray, probs: np.ndarray, result: conf
             predicted=EMOTIONS[int(p.argmax())],
             suggested=EMOTIONS[s] if s >= 0 else "",
             confident=bool(c),
+            unsure=bool(reason),
         )
-        for g, p, s, c in zip(given, probs, result.suggested, result.confident, strict=True)
+        for g, p, s, c, reason in zip(given, probs, result.suggested, result.confident, unsure, strict=True)
     ]
 
 

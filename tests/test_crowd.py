@@ -276,6 +276,7 @@ def test_bench_audit_measures_the_audit_and_every_policy_against_real_noise(
     assert figures["real_noise_auroc"] == "0.6667"
     assert figures["export_crowd_agreement_model"] == "0.6667"  # "happy" for every face
     assert figures["export_crowd_agreement_original"] == "0.5000"  # happy-0, happy-1, sad-0
+    assert figures["export_unsure_model"] == "0.0000" and figures["unsure"] == "0"
     assert figures["default_policy"] == "model"
     rows = list(csv.DictReader(report.open()))
     assert [row["file"] for row in rows[:2]] == ["happy/happy-0.jpg", "happy/happy-1.jpg"]
@@ -343,3 +344,24 @@ def test_a_trial_can_start_from_a_saved_flip_averaged_model(voted_faces, tmp_pat
     services.trial_claim(trial.pk)
     trial = runner.run(trial.pk)
     assert trial.status == Trial.Status.FAILED and "this trial needs (48, 48, 1)" in trial.error
+
+
+def test_bench_audit_counts_faces_sent_to_unsure_apart(always_happy, happy_and_sad, tmp_path, settings):
+    settings.UNSURE_MIN_CONFIDENCE = 0.75  # above the model's 0.7: every face is unsure
+    root, votes_file = happy_and_sad
+    out = io.StringIO()
+    report = tmp_path / "report.csv"
+    call_command(
+        "bench_audit", "--data", str(root), "--votes", str(votes_file), "--report", str(report), stdout=out
+    )
+    figures = dict(line.split(": ", 1) for line in out.getvalue().splitlines())
+    assert figures["unsure"] == "8"
+    # Under the model's policy nothing lands in an emotion folder; originals still do.
+    assert figures["export_unsure_model"] == "1.0000" and figures["export_crowd_agreement_model"] == "0.0000"
+    assert (
+        figures["export_unsure_original"] == "0.0000"
+        and figures["export_crowd_agreement_original"] == "0.5000"
+    )
+    rows = list(csv.DictReader(report.open()))
+    assert {row["unsure_reason"] for row in rows} == {"low_confidence"}
+    assert {row["final_model"] for row in rows} == {"unsure"}
