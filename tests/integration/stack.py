@@ -2,8 +2,10 @@
 processes, and either the embedded defaults (SQLite file + filesystem broker) or real
 PostgreSQL + Redis."""
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -20,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.getenv("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.getenv("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 REQUIRED = os.getenv("FACELABEL_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+# Seconds an HTTP request of the tests may wait for its answer: a loaded 2-core CI box (a worker
+# importing TensorFlow, PBKDF2 at login) can take several seconds for one page.
+HTTP_TIMEOUT = 30
 
 
 def need(available: bool, what: str) -> None:
@@ -57,13 +62,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bound_socket() -> socket.socket:
+    """A loopback socket bound to a port of the kernel's choosing and kept bound, so nothing can
+    take the port between choosing it and serving on it (free_port() leaves that window open)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class Stack:
     def __init__(self, tmp_path: Path, backend: str, model_file: Path, extra_env: dict | None = None):
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp_path
         self.backend = backend
         self.processes: dict[str, subprocess.Popen] = {}
-        self.port = free_port()
+        # The web server inherits this very socket (gunicorn's fd://), so the port stays ours.
+        self.listener: socket.socket | None = bound_socket()
+        self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -126,16 +141,23 @@ class Stack:
         )
         self.manage("shell", "-c", code)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         # A session of its own, so SIGKILL can take the whole process group (parent + pool child).
         process = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=pass_fds,
         )
         self.processes[name] = process
         return process
 
     def start_web(self) -> None:
+        listener = self.listener.fileno()
         self._spawn(
             "web",
             [
@@ -144,7 +166,7 @@ class Stack:
                 "gunicorn",
                 "facelabel.wsgi",
                 "--bind",
-                f"127.0.0.1:{self.port}",
+                f"fd://{listener}",
                 "--workers",
                 "1",
                 "--threads",
@@ -152,8 +174,11 @@ class Stack:
                 "--timeout",
                 "120",
             ],
+            pass_fds=(listener,),
         )
-        self.wait_for(lambda: self._up(), 60, "the web server to start")
+        self.listener.close()  # gunicorn holds it now
+        self.listener = None
+        self.wait_for(lambda: self._up(), 120, "the web server to start")
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen:
         return self._spawn(
@@ -195,22 +220,39 @@ class Stack:
             ],
         )
 
+    def freeze(self, name: str) -> None:
+        """Stop a process group where it is (SIGSTOP) and return once every process of it has
+        stopped: a signal is delivered asynchronously, and a process still running on the other
+        core could change what the database shows after we looked."""
+        group = self.processes[name].pid
+        os.killpg(group, signal.SIGSTOP)
+        self.wait_for(lambda: _group_stopped(group), 30, f"{name} to stop", interval=0.01)
+
+    def thaw(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGCONT)
+
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
     def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
         for process in self.processes.values():
             try:
-                os.killpg(process.pid, signal.SIGTERM)
+                # The main process only: it stops its children itself. A Celery pool child
+                # terminated under the worker left it waiting 20 s for a task that never ended.
+                process.terminate()
+                os.killpg(process.pid, signal.SIGCONT)  # a frozen group would never see the TERM
             except ProcessLookupError:
                 continue
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+            process.wait(timeout=30)
         self.processes.clear()
         if self.backend == "services":
             self._admin_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
@@ -220,6 +262,14 @@ class Stack:
             f"----- {log.name} -----\n{log.read_text(errors='replace')[-6000:]}"
             for log in sorted(self.tmp.glob("*.log"))
         )
+
+    def log_count(self, name: str, pattern: str) -> int:
+        """How many lines of a process's log match a regular expression: how often a beat sent a
+        task, how many runs of a task a worker finished."""
+        log = self.tmp / f"{name}.log"
+        if not log.exists():
+            return 0
+        return len(re.findall(pattern, log.read_text(errors="replace"), flags=re.MULTILINE))
 
     def _up(self) -> bool:
         try:
@@ -267,7 +317,7 @@ class Stack:
 
     def login(self, username: str, password: str) -> requests.Session:
         session = requests.Session()
-        session.get(f"{self.url}/login/", timeout=10)
+        session.get(f"{self.url}/login/", timeout=HTTP_TIMEOUT)
         response = session.post(
             f"{self.url}/login/",
             data={
@@ -276,12 +326,28 @@ class Stack:
                 "csrfmiddlewaretoken": session.cookies["csrftoken"],
             },
             headers={"Referer": f"{self.url}/login/"},
-            timeout=10,
+            timeout=HTTP_TIMEOUT,
         )
         assert response.url.rstrip("/") == self.url, "login failed"
         session.headers.update({"X-CSRFToken": session.cookies["csrftoken"], "Referer": self.url})
         return session
 
     def progress(self, session: requests.Session, project_id: int, batch_id: int) -> dict:
-        response = session.get(f"{self.url}/projects/{project_id}/batches/{batch_id}/progress/", timeout=10)
+        response = session.get(
+            f"{self.url}/projects/{project_id}/batches/{batch_id}/progress/", timeout=HTTP_TIMEOUT
+        )
         return json.loads(response.text)
+
+
+def _group_stopped(group: int) -> bool:
+    """True when every thread of every process of the group is stopped (state T in /proc): the
+    signal is delivered asynchronously, so a thread on the other core stops a moment later."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended while we looked
+            continue
+        if int(fields[2]) == group:
+            states.append(fields[0])
+    return all(state in {"T", "t", "Z", "X"} for state in states)

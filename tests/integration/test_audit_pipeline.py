@@ -11,6 +11,7 @@ import pytest
 from inference.models import EMOTIONS
 from tests.conftest import zip_bytes
 from tests.factories import face_jpeg
+from tests.integration.stack import HTTP_TIMEOUT
 from tests.integration.test_pipeline import create_project, export_and_download, upload
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def test_a_labeled_zip_is_audited_queued_for_review_and_exported_with_scores(mak
     stack.wait_for(lambda: stack.progress(alice, project_id, batch)["status"] == "done", 180, "labeling")
 
     def audited():
-        rows = stack.sql("SELECT status, image_count, flagged_count FROM audit_auditrun")
+        rows = stack.sql("SELECT status, image_count, flagged_count FROM audit_auditrun ORDER BY id")
         assert all(status != "failed" for status, _, _ in rows), rows
         return rows and rows[-1][0] == "done" and rows[-1]
 
@@ -49,11 +50,11 @@ def test_a_labeled_zip_is_audited_queued_for_review_and_exported_with_scores(mak
     queue = alice.get(
         f"{stack.url}/projects/{project_id}/review/",
         params={"likely_mislabeled": "1", "order": "label_quality", "per_page": "96"},
-        timeout=10,
+        timeout=HTTP_TIMEOUT,
     )
     assert queue.status_code == 200
     assert queue.text.count('class="take-suggestion"') == flagged
-    health = alice.get(f"{stack.url}/projects/{project_id}/health/", timeout=10)
+    health = alice.get(f"{stack.url}/projects/{project_id}/health/", timeout=HTTP_TIMEOUT)
     assert health.status_code == 200 and f"of {flagged} flagged" in health.text
 
     # A reviewer takes one suggestion; the cross-validated audit runs on demand on the worker.
@@ -65,10 +66,12 @@ def test_a_labeled_zip_is_audited_queued_for_review_and_exported_with_scores(mak
         response = alice.post(
             f"{stack.url}/projects/{project_id}/images/{image_id}/label/",
             json={"label": suggestion},
-            timeout=10,
+            timeout=HTTP_TIMEOUT,
         )
         assert response.json()["final_label"] == suggestion
-    alice.post(f"{stack.url}/projects/{project_id}/audits/", data={"kind": "cross_validated"}, timeout=10)
+    alice.post(
+        f"{stack.url}/projects/{project_id}/audits/", data={"kind": "cross_validated"}, timeout=HTTP_TIMEOUT
+    )
     stack.wait_for(
         lambda: stack.sql("SELECT status FROM audit_auditrun WHERE kind = 'cross_validated'") == [("done",)],
         180,

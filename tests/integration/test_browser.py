@@ -6,6 +6,7 @@ import os
 import shutil
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -33,7 +34,9 @@ def browser_page():
             ],
         )
         context = browser.new_context(accept_downloads=True)
-        yield context.new_page()
+        page = context.new_page()
+        page.set_default_timeout(60_000)  # one page load on a loaded 2-core CI box
+        yield page
         browser.close()
 
 
@@ -42,6 +45,9 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     stack.create_user("alice", "alice-password")
     stack.start_web()
     stack.start_worker()
+    # As `make run` has it: if the worker's task looks while the upload is still being stored and
+    # sees it quiet, it leaves, and only the schedule's sweep labels the batch then.
+    stack.start_beat()
     page = browser_page
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -54,6 +60,9 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     page.wait_for_url("**/projects/*/")
 
     page.click("text=Upload")
+    # The page's load event, not only its form: upload.js comes last, and a file chosen or a
+    # button clicked before it runs is lost (or the form posts natively and no link appears).
+    page.wait_for_url("**/projects/*/upload/")
     files = []
     for i in range(6):
         path = tmp_path / f"face-{i}.jpg"
@@ -64,17 +73,22 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     page.wait_for_selector("#batch-link", timeout=90_000)  # the upload, on a loaded 2-core CI box
     page.screenshot(path=str(ARTIFACTS / "upload.png"))
     page.click("#batch-link")
-    page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=120_000)
+    page.wait_for_url("**/projects/*/batches/*/")
+    page.wait_for_function("document.getElementById('status')?.textContent === 'done'", timeout=120_000)
     assert page.text_content("#labeled") == "6"
     page.screenshot(path=str(ARTIFACTS / "batch.png"))
 
     page.click("text=Review")
-    page.wait_for_selector(".thumb")
+    page.wait_for_url("**/projects/*/review/")  # every card parsed and review.js listening
     assert page.locator(".thumb").count() == 6
-    # Keyboard review: the first card has focus; "2" sets it to disgust.
+    # Keyboard review: the first card has focus; "2" sets it to disgust. The card is marked
+    # reviewed only once the server has saved it, which the export below depends on.
     page.locator(".thumb").first.focus()
     page.keyboard.press("2")
-    page.wait_for_function("document.querySelector('.thumb .final-label').textContent === 'disgust'")
+    page.wait_for_function(
+        "(card => card.classList.contains('reviewed') "
+        "&& card.querySelector('.final-label').textContent === 'disgust')(document.querySelector('.thumb'))"
+    )
     page.screenshot(path=str(ARTIFACTS / "review.png"))
 
     page.click("text=Summary")
@@ -86,3 +100,60 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     images = [name for name in archive.namelist() if name != "manifest.csv"]
     assert len(images) == 6
     assert any(name.startswith("disgust/") for name in images)
+
+
+# A project whose cards show the original label ("sad") while the model said "happy".
+SEED_REVIEW = """
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from projects.models import Batch, Image, Membership, Project, Role
+from tests.factories import face_jpeg
+
+bob = get_user_model().objects.create_user("bob", password="bob-password")
+project = Project.objects.create(name="Folders", created_by=bob, label_policy="original")
+Membership.objects.create(project=project, user=bob, role=Role.OWNER)
+batch = Batch.objects.create(project=project, status="done", image_count=2)
+for i in range(2):
+    image = Image(project=project, batch=batch, original_name=f"sad/{i}.jpg", original_label="sad",
+                  predicted_label="happy", confidence=0.9, status="labeled")
+    image.file.save(f"{i}.jpg", ContentFile(face_jpeg(i)), save=False)
+    image.save()
+print(project.id)
+"""
+
+
+def test_enter_accepts_the_label_the_card_shows_and_refuses_a_stale_one(make_stack, browser_page):
+    stack = make_stack("embedded")
+    project_id = int(stack.manage("shell", "-c", SEED_REVIEW).split()[-1])
+    stack.start_web()
+    page = browser_page
+    page.goto(f"{stack.url}/projects/{project_id}/review/")
+    page.fill("input[name=username]", "bob")
+    page.fill("input[name=password]", "bob-password")
+    page.click("button[type=submit]")
+    # The review page loaded (review.js listening), not the login page whose ?next= names it.
+    page.wait_for_url(lambda url: urlsplit(url).path == f"/projects/{project_id}/review/")
+    reviewed = "SELECT reviewed_label FROM projects_image WHERE project_id = ? ORDER BY id"
+
+    # Under "keep original labels" the card shows sad; Enter confirms sad, not the model's happy.
+    page.locator(".thumb").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".thumb.reviewed")
+    assert stack.sql(reviewed, (project_id,)) == [("sad",), ("",)]
+
+    # The owner switches to the model's labels while the page is open: the second card still
+    # shows sad, so Enter is refused and the card shows the final label now.
+    stack.sql_write("UPDATE projects_project SET label_policy = 'model' WHERE id = ?", (project_id,))
+    second = page.locator(".thumb").nth(1)
+    second.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".thumb .review-error:not([hidden])")
+    assert "changed since this page was loaded" in second.locator(".review-error").text_content()
+    assert second.locator(".final-label").text_content() == "happy"
+    assert stack.sql(reviewed, (project_id,)) == [("sad",), ("",)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "accept-stale.png"))
+    # What the card shows now is what Enter confirms.
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('.thumb.reviewed').length === 2")
+    assert stack.sql(reviewed, (project_id,)) == [("sad",), ("happy",)]

@@ -12,13 +12,13 @@ import pytest
 from inference.models import EMOTIONS
 from tests.conftest import zip_bytes
 from tests.factories import face_jpeg
-from tests.integration.stack import REDIS_URL
+from tests.integration.stack import HTTP_TIMEOUT, REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 
 def create_project(stack, session, name: str) -> int:
-    response = session.post(f"{stack.url}/", data={"name": name}, timeout=10)
+    response = session.post(f"{stack.url}/", data={"name": name}, timeout=HTTP_TIMEOUT)
     return int(re.search(r"/projects/(\d+)/", response.url).group(1))
 
 
@@ -33,11 +33,11 @@ def upload(stack, session, project_id: int, files: dict[str, bytes]) -> dict:
 
 
 def export_and_download(stack, session, project_id: int) -> zipfile.ZipFile:
-    response = session.post(f"{stack.url}/projects/{project_id}/exports/", timeout=10)
+    response = session.post(f"{stack.url}/projects/{project_id}/exports/", timeout=HTTP_TIMEOUT)
     export_url = response.url
 
     def ready():
-        status = session.get(export_url, headers={"Accept": "application/json"}, timeout=10).json()
+        status = session.get(export_url, headers={"Accept": "application/json"}, timeout=HTTP_TIMEOUT).json()
         assert status["status"] != "failed", status
         return status["status"] == "ready"
 
@@ -80,7 +80,7 @@ def test_zip_upload_is_labeled_reviewed_and_exported(make_stack, backend):
     response = alice.post(
         f"{stack.url}/projects/{project_id}/images/{overridden_id}/label/",
         json={"label": override},
-        timeout=10,
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200 and response.json()["final_label"] == override
 
@@ -118,12 +118,39 @@ def test_a_worker_killed_mid_batch_leaves_every_image_labeled_exactly_once(make_
     def labeled() -> int:
         return stack.sql("SELECT count(*) FROM projects_image WHERE status = 'labeled'")[0][0]
 
+    def processing() -> int:
+        return stack.sql("SELECT count(*) FROM projects_image WHERE status = 'processing'")[0][0]
+
+    def claim_held() -> bool:
+        return labeled() >= 8 and processing() > 0
+
+    def statement_running() -> bool:
+        running = stack.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state = 'active'"
+        )
+        return running[0][0] > 0
+
+    def frozen_holding_a_claim() -> bool:
+        # Look with the worker running first: stopping it on every look would slow it down.
+        if not claim_held():
+            return False
+        # Frozen, the worker cannot finish its chunk between this look and the kill, so the kill
+        # lands while a claim is held, not between two chunks. A statement it sent just before it
+        # stopped (its chunk's COMMIT) still runs in the database: look once none runs.
+        stack.freeze("first")
+        held = False
+        try:
+            held = not statement_running() and claim_held()
+        finally:
+            if not held:
+                stack.thaw("first")
+        return held
+
     stack.start_worker("first")
-    stack.wait_for(lambda: labeled() >= 8, 120, "the first images to be labeled", interval=0.05)
+    stack.wait_for(frozen_holding_a_claim, 180, "a claim held after the first images", interval=0.05)
     stack.kill("first")
-    killed_at = labeled()
-    assert killed_at < 240, "the batch finished before the worker could be killed"
-    assert stack.sql("SELECT count(*) FROM projects_image WHERE status = 'processing'")[0][0] > 0
+    assert labeled() < 240, "the batch finished before the worker could be killed"
 
     stack.start_worker("second")
     stack.wait_for(lambda: stack.progress(alice, project_id, batch)["status"] == "done", 240, "recovery")

@@ -2,14 +2,16 @@
 arrives with no task still gets labeled, and a new model relabels what an older one labeled,
 each image exactly once, leaving reviewed labels alone."""
 
-import time
-
 import pytest
 
 from tests.factories import face_jpeg, make_tiny_model
+from tests.integration.stack import HTTP_TIMEOUT
 from tests.integration.test_pipeline import create_project, upload
 
 pytestmark = pytest.mark.integration
+# What a beat logs when it sends the relabel task, and what the worker logs when one has run.
+SENT_RELABEL = r"Sending due task relabel-outdated-images "
+RAN_RELABEL = r"Task inference\.tasks\.relabel_outdated_images\[[^\]]+\] succeeded"
 
 
 def test_the_schedule_labels_waiting_images_and_relabels_after_a_model_change(make_stack, tmp_path):
@@ -29,7 +31,9 @@ def test_the_schedule_labels_waiting_images_and_relabels_after_a_model_change(ma
     ]
     other = "fear" if old_label != "fear" else "sad"
     response = alice.post(
-        f"{stack.url}/projects/{project_id}/images/{reviewed_id}/label/", json={"label": other}, timeout=10
+        f"{stack.url}/projects/{project_id}/images/{reviewed_id}/label/",
+        json={"label": other},
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200
 
@@ -46,7 +50,7 @@ def test_the_schedule_labels_waiting_images_and_relabels_after_a_model_change(ma
             stack.sql("SELECT status FROM projects_image WHERE original_name = 'inserted.jpg'")
             == [("labeled",)]
         ),
-        60,
+        120,
         "the schedule to label the inserted image",
     )
 
@@ -64,9 +68,21 @@ def test_the_schedule_labels_waiting_images_and_relabels_after_a_model_change(ma
         return all(version == newer_id and status == "labeled" for version, status in rows)
 
     stack.wait_for(relabeled, 120, "relabeling with the new model")
-    time.sleep(6)  # a few more ticks of both schedulers must not relabel anything again
-    counts = stack.sql("SELECT id, times_labeled FROM projects_image WHERE id != ?", (reviewed_id,))
-    assert {times for _, times in counts} == {2}, counts
+
+    # A few more ticks of both schedulers must not relabel anything again: wait until each has
+    # sent the relabel task twice more and the worker has run at least that many of them.
+    sent = {name: stack.log_count(name, SENT_RELABEL) for name in ("beat", "second-beat")}
+    ran = stack.log_count("worker", RAN_RELABEL)
+    stack.wait_for(
+        lambda: (
+            all(stack.log_count(name, SENT_RELABEL) >= count + 2 for name, count in sent.items())
+            and stack.log_count("worker", RAN_RELABEL) >= ran + 4
+        ),
+        120,
+        "two more relabel runs from each scheduler",
+    )
+    counts = stack.sql("SELECT id, status, times_labeled FROM projects_image WHERE id != ?", (reviewed_id,))
+    assert {(status, times) for _, status, times in counts} == {("labeled", 2)}, counts
     reviewed = stack.sql(
         "SELECT reviewed_label, model_version_id, times_labeled FROM projects_image WHERE id = ?",
         (reviewed_id,),
