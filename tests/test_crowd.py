@@ -257,16 +257,21 @@ def test_evaluate_model_refuses_a_bad_votes_file(always_happy, happy_and_sad, tm
         call_command("evaluate_model", "--data", str(root), "--votes", str(tmp_path / "bad.csv"))
 
 
-def test_bench_audit_measures_the_audit_and_every_policy_against_real_noise(
-    always_happy, happy_and_sad, tmp_path
-):
-    root, votes_file = happy_and_sad
+def bench_audit_votes(root: Path, votes_file: Path, report: Path) -> tuple[dict[str, str], list[dict]]:
+    """`bench_audit --votes --report`: its printed figures and its report's rows."""
     out = io.StringIO()
-    report = tmp_path / "report.csv"
     call_command(
         "bench_audit", "--data", str(root), "--votes", str(votes_file), "--report", str(report), stdout=out
     )
     figures = dict(line.split(": ", 1) for line in out.getvalue().splitlines())
+    return figures, list(csv.DictReader(report.open()))
+
+
+def test_bench_audit_measures_the_audit_and_every_policy_against_real_noise(
+    always_happy, happy_and_sad, tmp_path
+):
+    root, votes_file = happy_and_sad
+    figures, rows = bench_audit_votes(root, votes_file, tmp_path / "report.csv")
     assert figures["images"] == "8" and figures["crowd_images"] == "6"
     # The folder labels the crowd disputes: happy-2, sad-1, sad-2 (happy-1 is a tie, so agrees).
     assert figures["real_noise"] == "0.5000"
@@ -278,7 +283,6 @@ def test_bench_audit_measures_the_audit_and_every_policy_against_real_noise(
     assert figures["export_crowd_agreement_original"] == "0.5000"  # happy-0, happy-1, sad-0
     assert figures["export_unsure_model"] == "0.0000" and figures["unsure"] == "0"
     assert figures["default_policy"] == "model"
-    rows = list(csv.DictReader(report.open()))
     assert [row["file"] for row in rows[:2]] == ["happy/happy-0.jpg", "happy/happy-1.jpg"]
     assert set(rows[0]) >= {"original", "predicted", "label_quality", "likely_mislabeled", "suggested_label"}
     assert {"confident", "final_model", "final_original", "final_original_suggested"} <= set(rows[0])
@@ -349,12 +353,7 @@ def test_a_trial_can_start_from_a_saved_flip_averaged_model(voted_faces, tmp_pat
 def test_bench_audit_counts_faces_sent_to_unsure_apart(always_happy, happy_and_sad, tmp_path, settings):
     settings.UNSURE_MIN_CONFIDENCE = 0.75  # above the model's 0.7: every face is unsure
     root, votes_file = happy_and_sad
-    out = io.StringIO()
-    report = tmp_path / "report.csv"
-    call_command(
-        "bench_audit", "--data", str(root), "--votes", str(votes_file), "--report", str(report), stdout=out
-    )
-    figures = dict(line.split(": ", 1) for line in out.getvalue().splitlines())
+    figures, rows = bench_audit_votes(root, votes_file, tmp_path / "report.csv")
     assert figures["unsure"] == "8"
     # Under the model's policy nothing lands in an emotion folder; originals still do.
     assert figures["export_unsure_model"] == "1.0000" and figures["export_crowd_agreement_model"] == "0.0000"
@@ -362,6 +361,5 @@ def test_bench_audit_counts_faces_sent_to_unsure_apart(always_happy, happy_and_s
         figures["export_unsure_original"] == "0.0000"
         and figures["export_crowd_agreement_original"] == "0.5000"
     )
-    rows = list(csv.DictReader(report.open()))
     assert {row["unsure_reason"] for row in rows} == {"low_confidence"}
     assert {row["final_model"] for row in rows} == {"unsure"}
