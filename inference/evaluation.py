@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from .crowd import CrowdEvaluation, crowd_evaluate, votes_key
 from .engine import EmotionModel
 from .faces import find_face
 from .models import EMOTIONS
@@ -81,6 +82,16 @@ def evaluate_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) 
 
 def score_folder_labels(predictions: Predictions) -> Evaluation:
     return _scored(predictions.truth, predictions.predicted, predictions.skipped)
+
+
+def score_against_crowd(predictions: Predictions, votes: dict) -> CrowdEvaluation:
+    """The predictions scored against crowd votes (inference/crowd.py), confidence included."""
+    return crowd_evaluate(
+        [votes_key(path) for path in predictions.files],
+        [EMOTIONS[i] for i in predictions.predicted],
+        votes,
+        predictions.probabilities.max(axis=1),
+    )
 
 
 def _labeled_files(data_dir: Path) -> Iterator[tuple[Path, int]]:

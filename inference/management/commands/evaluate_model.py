@@ -22,9 +22,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, data: Path, model: str | None, votes: Path | None, save: bool, **options):
         # Imported here so that `manage.py help` does not load scikit-learn and OpenCV.
-        from inference.crowd import crowd_evaluate, format_crowd_evaluation, votes_key, votes_read
+        from inference.crowd import format_crowd_evaluation, votes_key, votes_read
         from inference.engine import load_model_version
-        from inference.evaluation import format_evaluation, predict_folder, score_folder_labels
+        from inference.evaluation import (
+            format_evaluation,
+            predict_folder,
+            score_against_crowd,
+            score_folder_labels,
+        )
 
         if not data.is_dir():
             raise CommandError(f"--data {data} is not a folder (expected one sub-folder per emotion).")
@@ -46,11 +51,8 @@ class Command(BaseCommand):
         self.stdout.write(f"model: {version.name}")
         self.stdout.write(format_evaluation(evaluation))
         metrics = {"data": str(data.resolve()), **dataclasses.asdict(evaluation)}
-        keys = [votes_key(path) for path in predictions.files]
-        predicted = [EMOTIONS[i] for i in predictions.predicted]
         if crowd is not None:
-            confidences = predictions.probabilities.max(axis=1)
-            result = crowd_evaluate(keys, predicted, crowd, confidences)
+            result = score_against_crowd(predictions, crowd)
             self.stdout.write("")
             self.stdout.write(format_crowd_evaluation(result))
             metrics["crowd"] = {
@@ -63,6 +65,8 @@ class Command(BaseCommand):
                 "confusion": result.confusion,
             }
         if options["predictions"]:
+            keys = [votes_key(path) for path in predictions.files]
+            predicted = [EMOTIONS[i] for i in predictions.predicted]
             _write_predictions(options["predictions"], keys, predicted, predictions.probabilities)
             self.stdout.write(f"predictions: {options['predictions']}")
         if save:

@@ -21,9 +21,14 @@ class Command(BaseCommand):
         parser.add_argument("--validation", type=Path, help="default: the trial's data folder's validation/")
 
     def handle(self, *args, trial: int, name: str, dir: Path, validation: Path | None, **options):
-        from inference.crowd import crowd_evaluate, format_crowd_evaluation, votes_key, votes_read
+        from inference.crowd import format_crowd_evaluation, votes_read
         from inference.engine import EmotionModel
-        from inference.evaluation import format_evaluation, predict_folder, score_folder_labels
+        from inference.evaluation import (
+            format_evaluation,
+            predict_folder,
+            score_against_crowd,
+            score_folder_labels,
+        )
         from inference.models import EMOTIONS
 
         found = Trial.objects.filter(pk=trial, status=Trial.Status.SUCCEEDED).exclude(model_file="").first()
@@ -40,14 +45,7 @@ class Command(BaseCommand):
         model = EmotionModel(target, config["input_size"], config["grayscale"], "zero_one", EMOTIONS)
         predictions = predict_folder(model, validation)
         evaluation = score_folder_labels(predictions)
-        crowd = None
-        if config.get("votes"):
-            crowd = crowd_evaluate(
-                [votes_key(path) for path in predictions.files],
-                [EMOTIONS[i] for i in predictions.predicted],
-                votes_read(config["votes"]),
-                predictions.probabilities.max(axis=1),
-            )
+        crowd = score_against_crowd(predictions, votes_read(config["votes"])) if config.get("votes") else None
         card = trial_model_card(
             found,
             file_name=target.name,
