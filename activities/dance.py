@@ -2,6 +2,7 @@
 camera-detected movement live with a copy of `dance_score` (static/activities/dance.js) and then
 asks the server, whose result is the one shown on the score card and kept."""
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,11 @@ GOOD_POINTS = 50
 MAX_COMBO_BONUS = 10  # a combo adds 10% a step, up to double points
 STRAY_PENALTY = 40  # moving between beats costs, so flailing non-stop scores less than dancing
 MAX_EVENTS = 400
+# Plausibility: people and cameras are off the beat by tens of milliseconds, varying from move to
+# move; a script that writes the beat times is not. Judged only on rounds with many hits, where
+# a forged score matters and chance precision is out of the question.
+PLAUSIBLE_MIN_HITS = 16
+PLAUSIBLE_MIN_SPREAD_MS = 3.0
 MOVE_BEATS = 4  # a new move every four beats
 
 MOVES = (
@@ -86,6 +92,20 @@ def dance_score(events_ms: Sequence[float]) -> DanceResult:
         score += base + base * min(combo - 1, MAX_COMBO_BONUS) // 10
     missed = len(BEATS) - perfect - good
     return DanceResult(max(0, score - STRAY_PENALTY * strays), perfect, good, missed, strays, best_combo)
+
+
+def dance_plausible(events_ms: Sequence[float]) -> bool:
+    """False when the movements hit the beats with a precision no person or camera has: many hits
+    whose offsets from the beat barely vary (exactly on the beat, or all shifted alike)."""
+    offsets = []
+    for event in (float(e) for e in events_ms):
+        if 0 <= event <= ROUND_MS:
+            beat = round(event / BEAT_MS) * BEAT_MS
+            if beat in BEATS and abs(event - beat) <= GOOD_MS:
+                offsets.append(event - beat)
+    if len(offsets) < PLAUSIBLE_MIN_HITS:
+        return True
+    return statistics.pstdev(offsets) >= PLAUSIBLE_MIN_SPREAD_MS
 
 
 def scoring_rules() -> dict:

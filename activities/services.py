@@ -2,15 +2,20 @@
 and counting requests per visitor."""
 
 import time
+from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from inference.services import image_predict
 from projects.models import Image
 
 from .characters import CHARACTERS
-from .dance import DanceResult, dance_score
+from .dance import ROUND_MS, DanceResult, dance_plausible, dance_score
 from .models import DanceScore
 
 
@@ -47,15 +52,44 @@ def emotion_recognise(name: str, data: bytes) -> dict:
     }
 
 
+class ImplausibleRound(ValueError):
+    """Movement times no person makes (dance.dance_plausible)."""
+
+
+class RoundTooSoon(Exception):
+    """A second round to keep within one round's length of the last one kept."""
+
+
 def dance_round_record(*, user, events_ms: list[float]) -> tuple[DanceResult, DanceScore | None]:
-    """Score a finished round; keep it when the visitor is logged in."""
+    """Score a finished round; keep it when the visitor is logged in. Only the user's
+    ACTIVITIES_DANCE_SCORES_KEPT best rounds stay, so the table does not grow a row per call.
+
+    Raises ImplausibleRound, and RoundTooSoon when the user's last kept round is less than a
+    round's length ago (nobody plays two 30-second rounds in under 30 seconds).
+    """
+    if not dance_plausible(events_ms):
+        raise ImplausibleRound(_("These movement times do not look like a real round."))
     result = dance_score(events_ms)
     if not user.is_authenticated:
         return result, None
-    saved = DanceScore.objects.create(
-        user=user, score=result.score, perfect=result.perfect, good=result.good, best_combo=result.best_combo
-    )
-    return result, saved
+    with transaction.atomic():
+        # The user's row lock makes parallel submissions queue, so the pace check holds for them.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        kept = DanceScore.objects.filter(user=user)
+        last = kept.order_by("-created_at").values_list("created_at", flat=True).first()
+        if last is not None and timezone.now() - last < timedelta(milliseconds=ROUND_MS):
+            raise RoundTooSoon(_("A round takes 30 seconds; this one was not kept."))
+        saved = DanceScore.objects.create(
+            user=user,
+            score=result.score,
+            perfect=result.perfect,
+            good=result.good,
+            best_combo=result.best_combo,
+        )
+        best = kept.order_by("-score", "-created_at").values_list("id", flat=True)
+        top = list(best[: settings.ACTIVITIES_DANCE_SCORES_KEPT])
+        kept.exclude(id__in=top).delete()
+    return result, saved if saved.id in top else None
 
 
 def rate_limit_allow(key: str, limit: int, window_s: int = 60) -> bool:

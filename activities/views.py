@@ -130,7 +130,12 @@ def dance_round(request):
             raise ValueError(_("Movement times must be numbers."))
     except ValueError as exc:
         return _error(str(exc), 400)
-    result, saved = services.dance_round_record(user=request.user, events_ms=events)
+    try:
+        result, saved = services.dance_round_record(user=request.user, events_ms=events)
+    except services.ImplausibleRound as exc:
+        return _error(str(exc), 400)
+    except services.RoundTooSoon as exc:
+        return _error(str(exc), 429, {"Retry-After": "30"})
     best = [s.score for s in selectors.dance_best_scores(request.user)]
     return JsonResponse(result.as_dict() | {"saved": saved is not None, "best": best})
 

@@ -9,8 +9,9 @@ project finished first.
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
+from itertools import islice
 
 import numpy as np
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from facelabel.claims import ClaimHeartbeat, on_fresh_connection
 from inference.models import EMOTIONS
 from projects.models import Image, Project
 
@@ -83,20 +85,27 @@ def audit_execute(run_id: int) -> bool:
     if claim is None:
         return False
     run, token = claim
+    mine = AuditRun.objects.filter(id=run.id, claim_token=token)
     try:
-        ids, result, summary = _compute(run)
+        with ClaimHeartbeat(
+            lambda: mine.update(claimed_at=timezone.now()), settings.AUDIT_CLAIM_TIMEOUT, "audit"
+        ):
+            ids, result, summary = _compute(run)
+            return _store(run, token, ids, result, summary)
     except AuditRefused as exc:
-        AuditRun.objects.filter(id=run.id, claim_token=token).update(
-            status=AuditRun.Status.FAILED, error=str(exc), finished_at=timezone.now()
+        error = str(exc)
+        on_fresh_connection(
+            lambda: mine.update(status=AuditRun.Status.FAILED, error=error, finished_at=timezone.now())
         )
         return False
     except Exception as exc:
-        retry = run.attempts < settings.LABEL_MAX_ATTEMPTS
-        AuditRun.objects.filter(id=run.id, claim_token=token).update(
-            status=AuditRun.Status.PENDING if retry else AuditRun.Status.FAILED, error=str(exc)[:2000]
-        )
+        # The connection may have died with the fault (a database blip): a write on it would
+        # leave the run claimed until its heartbeat goes stale.
+        retry = run.attempts < settings.AUDIT_MAX_ATTEMPTS
+        status = AuditRun.Status.PENDING if retry else AuditRun.Status.FAILED
+        error = str(exc)[:2000]
+        on_fresh_connection(lambda: mine.update(status=status, error=error))
         raise
-    return _store(run, token, ids, result, summary)
 
 
 def _claim(run_id: int) -> tuple[AuditRun, uuid.UUID] | None:
@@ -106,7 +115,7 @@ def _claim(run_id: int) -> tuple[AuditRun, uuid.UUID] | None:
     claimed = AuditRun.objects.filter(
         Q(status=AuditRun.Status.PENDING) | Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before),
         id=run_id,
-        attempts__lt=settings.LABEL_MAX_ATTEMPTS,
+        attempts__lt=settings.AUDIT_MAX_ATTEMPTS,
     ).update(
         status=AuditRun.Status.RUNNING,
         claim_token=token,
@@ -168,19 +177,11 @@ def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict) -> np
 
 def features_of(model, extract, faces: Iterable) -> np.ndarray:
     """Penultimate features of each face, preprocessed exactly as for labeling, a chunk at a time."""
-    parts = [extract(model.preprocess(chunk)) for chunk in _chunks(faces, FEATURE_CHUNK)]
+    faces = iter(faces)
+    parts = []
+    while chunk := list(islice(faces, FEATURE_CHUNK)):
+        parts.append(extract(model.preprocess(chunk)))
     return np.concatenate(parts) if parts else np.zeros((0, 0))
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _stored_face(name: str, box, grayscale: bool):
@@ -270,9 +271,9 @@ def runs_stalled() -> list[int]:
     their tries fail instead."""
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.AUDIT_CLAIM_TIMEOUT)
-    quiet_since = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    quiet_since = stale_before
     stale_running = Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before)
-    AuditRun.objects.filter(stale_running, attempts__gte=settings.LABEL_MAX_ATTEMPTS).update(
+    AuditRun.objects.filter(stale_running, attempts__gte=settings.AUDIT_MAX_ATTEMPTS).update(
         status=AuditRun.Status.FAILED, error="The worker stopped while running this audit on every try."
     )
     return list(

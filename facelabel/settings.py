@@ -3,6 +3,8 @@ fresh checkout run on SQLite, local files and a broker that needs no server (REA
 variable)."""
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -39,8 +41,31 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
 
 
+def secret_key_from_file(path: Path) -> str:
+    """The key kept in `path`, made on first use: random, readable by this user only (0600).
+    Written under a temporary name and linked into place, so the web and worker processes that
+    start together agree on one key and none reads a half-written file."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: use its key
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
 DEBUG = envbool("DEBUG", "false")
-SECRET_KEY = os.getenv("SECRET_KEY", "dev-only-insecure-key-set-SECRET_KEY-in-production-3f9a1c7e5b")
+# No key in the environment: a random one generated into var/ on first start (never a key that
+# is written in the code, which anyone could use to forge sessions). `check --deploy` still
+# insists on one from the environment (accounts/checks.py).
+SECRET_KEY_IS_GENERATED = not os.getenv("SECRET_KEY")
+SECRET_KEY = os.getenv("SECRET_KEY") or secret_key_from_file(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 SITE_URL = os.getenv("SITE_URL", "http://localhost:8000")
@@ -57,6 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "accounts",
     "projects",
     "inference",
@@ -76,6 +102,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "facelabel.urls"
@@ -100,7 +129,11 @@ if os.getenv("DATABASE_URL") is None:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite will not create the folder of its file
 DATABASES = {
     "default": dj_database_url.parse(
-        os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
+        os.getenv("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=60,
+        # A kept connection that the server dropped (a restart, pg_terminate_backend) is noticed
+        # and replaced before a request uses it, instead of answering a 500.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -120,6 +153,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username, or
+# from one address, both /login/ and /admin/login/ refuse that username or address (429), right
+# password or not, for LOGIN_LOCKOUT_MINUTES. The address is REMOTE_ADDR (see _client_key in
+# activities/views.py for why not X-Forwarded-For).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login would grow forever
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects:list"
 LOGOUT_REDIRECT_URL = "login"
@@ -173,26 +220,42 @@ IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 40_000_000)
 IMAGE_MAX_BYTES = envint("IMAGE_MAX_BYTES", 30 * 1024 * 1024)
 ZIP_MAX_MEMBERS = envint("ZIP_MAX_MEMBERS", 60_000)
 ZIP_MAX_TOTAL_BYTES = envint("ZIP_MAX_TOTAL_BYTES", 4 * 1024 * 1024 * 1024)
+# Bytes a member may inflate to per compressed byte actually read (images barely compress), and
+# seconds one request may spend inflating archive members: a ZIP bomb costs at most these.
+ZIP_MAX_MEMBER_RATIO = envint("ZIP_MAX_MEMBER_RATIO", 50)
+ZIP_MAX_INFLATE_SECONDS = envfloat("ZIP_MAX_INFLATE_SECONDS", 30)
+# A batch keeps this many rejected files (and counts the rest); pages and answers show a page.
+UPLOAD_REJECTIONS_KEPT = envint("UPLOAD_REJECTIONS_KEPT", 1000)
+UPLOAD_REJECTIONS_PAGE = envint("UPLOAD_REJECTIONS_PAGE", 50)
+# An upload beats every third of this; one silent this long died with its request.
+UPLOAD_HEARTBEAT_TIMEOUT = envint("UPLOAD_HEARTBEAT_TIMEOUT", 30)
+# Stored files without a row, and Django's upload temp files, older than this are swept away.
+ORPHAN_FILE_GRACE = envint("ORPHAN_FILE_GRACE", 3600)
+ORPHAN_SWEEP_INTERVAL = envint("ORPHAN_SWEEP_INTERVAL", 3600)
 THUMBNAIL_SIZE = envint("THUMBNAIL_SIZE", 160)
 
 # Labeling
 LABEL_CHUNK_SIZE = envint("LABEL_CHUNK_SIZE", 256)
 LABEL_MAX_ATTEMPTS = envint("LABEL_MAX_ATTEMPTS", 3)
-LABEL_CLAIM_TIMEOUT = envint("LABEL_CLAIM_TIMEOUT", 300)
+# Held claims beat every third of their timeout (facelabel/claims.py), so a claim silent for a
+# whole timeout lost its worker; with the sweep below, work resumes within a minute of a fault.
+LABEL_CLAIM_TIMEOUT = envint("LABEL_CLAIM_TIMEOUT", 30)
 LABEL_TASK_TIME_BUDGET = envint("LABEL_TASK_TIME_BUDGET", 240)
 LABEL_TASKS_PER_BATCH = envint("LABEL_TASKS_PER_BATCH", 1)
 # Below this confidence the model's label is not used: the image is "unsure" (exported to unsure/
 # unless reviewed). 0.36 sends 4.7% of FER2013's validation/ faces there and lifts the active
 # model's accuracy on the rest from 0.662 to 0.680; `manage.py measure_unsure` re-measures it.
 UNSURE_MIN_CONFIDENCE = envfloat("UNSURE_MIN_CONFIDENCE", 0.36)
-EXPORT_CLAIM_TIMEOUT = envint("EXPORT_CLAIM_TIMEOUT", 1800)
-AUDIT_CLAIM_TIMEOUT = envint("AUDIT_CLAIM_TIMEOUT", 1800)
-RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 60)
+EXPORT_CLAIM_TIMEOUT = envint("EXPORT_CLAIM_TIMEOUT", 30)
+EXPORT_MAX_ATTEMPTS = envint("EXPORT_MAX_ATTEMPTS", 3)
+AUDIT_CLAIM_TIMEOUT = envint("AUDIT_CLAIM_TIMEOUT", 30)
+AUDIT_MAX_ATTEMPTS = envint("AUDIT_MAX_ATTEMPTS", 3)
+RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 10)
 RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 INFERENCE_THREADS = envint("INFERENCE_THREADS", 2)
 TRAINING_THREADS = envint("TRAINING_THREADS", 2)
-TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 600)  # trials beat every 60 s
+TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 45)  # trials beat every 15 s
 IMAGENET_WEIGHTS_DIR = os.getenv("IMAGENET_WEIGHTS_DIR", "")
 
 # Celery. The default broker keeps messages as files under var/broker, so `make run` needs no
@@ -239,6 +302,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.fail_lost_trials",
         "schedule": float(RECOVERY_INTERVAL),
     },
+    "sweep-orphan-files": {
+        "task": "projects.tasks.sweep_orphan_files",
+        "schedule": float(ORPHAN_SWEEP_INTERVAL),
+    },
 }
 # The schedule lives in the database (editable in the admin); the entries above are its defaults.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -254,7 +321,25 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Throttles count REMOTE_ADDR: an X-Forwarded-For header that the client writes itself
+    # would give it a fresh budget per request.
+    "NUM_PROXIES": 0,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "facelabel.throttling.RouteUserThrottle",
+        "facelabel.throttling.RouteAddressThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        # A 40-Mpx image costs about a second of CPU to predict.
+        "predict": os.getenv("API_PREDICT_RATE", "30/min"),
+        "schema": os.getenv("API_SCHEMA_RATE", "30/min"),
+        "token_failures": os.getenv("API_TOKEN_FAILURE_RATE", "20/hour"),
+    },
 }
+# Route name -> throttle scope of the expensive endpoints (facelabel/throttling.py).
+API_THROTTLED_ROUTES = {"api-predict": "predict", "api-schema": "schema"}
+# API tokens stop working this many days after they were made; 0 keeps them until revoked.
+# Changing a password revokes all of the user's tokens either way.
+API_TOKEN_MAX_AGE_DAYS = envint("API_TOKEN_MAX_AGE_DAYS", 0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "facelabel API",
     "DESCRIPTION": "Projects, batches, images, reviews, exports and predictions of facelabel.",
@@ -293,6 +378,7 @@ CACHES = {
 # Activities ("Emotions in Action"): anyone may recognise a photo, so each client gets a budget.
 ACTIVITIES_RECOGNISE_PER_MINUTE = envint("ACTIVITIES_RECOGNISE_PER_MINUTE", 20)
 ACTIVITIES_PHOTO_MAX_BYTES = envint("ACTIVITIES_PHOTO_MAX_BYTES", 8 * 1024 * 1024)
+ACTIVITIES_DANCE_SCORES_KEPT = envint("ACTIVITIES_DANCE_SCORES_KEPT", 10)  # per user, the best ones
 
 # Webhooks
 WEBHOOK_ALLOW_PRIVATE_TARGETS = envbool("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")
@@ -310,6 +396,24 @@ SECURE_HSTS_PRELOAD = SECURE_HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_HTTPS else None
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp) on every response: scripts only from this site, none
+# inline, so an injected <script> or onclick= does nothing. The activities draw the camera and
+# score cards into blob: and data: images; styles may be inline (style="--c: ..." attributes).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "media-src": ["'self'", "blob:", "mediastream:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -20,22 +20,22 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 from PIL import Image as PILImage
 
+from facelabel.claims import ClaimHeartbeat, on_fresh_connection
 from projects.models import Batch, Export, Image, Project, final_label_under
 from projects.selectors import images_for_export
+from projects.services import upload_close_abandoned
 
 from .models import EMOTIONS, ModelVersion
 from .unsure import unsure_reason
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_POLL_SECONDS = 0.2
 
 LABEL_FIELDS = [
     "status",
@@ -117,30 +117,54 @@ def batch_label(batch_id: int, *, time_budget: float | None = None) -> bool:
     model = load_model_version(version)
     deadline = time.monotonic() + (time_budget or settings.LABEL_TASK_TIME_BUDGET)
     Batch.objects.filter(id=batch_id, started_at=None).update(started_at=timezone.now())
-    while time.monotonic() < deadline:
-        # Read before claiming: the upload commits its last images before it leaves UPLOADING,
-        # so finding nothing to claim after seeing LABELING means nothing is left.
-        uploading = batch_uploading(batch_id)
-        claim = images_claim(batch_id, settings.LABEL_CHUNK_SIZE, retries=False)
-        if not claim.images:
-            claim = images_claim(batch_id, 1, retries=True)
-        if claim.images:
-            images_label(claim, version, model)
+    held = _HeldClaim()
+    beat = ClaimHeartbeat(
+        lambda: _labeling_beat(batch_id, held), settings.LABEL_CLAIM_TIMEOUT, f"batch-{batch_id}"
+    )
+    with beat:
+        while time.monotonic() < deadline:
+            claim = images_claim(batch_id, settings.LABEL_CHUNK_SIZE, retries=False)
+            if not claim.images:
+                claim = images_claim(batch_id, 1, retries=True)
+            if not claim.images:
+                # An unfinished upload queues labeling again with every slice it commits and when
+                # it ends, so no worker ever waits here for images that have not arrived.
+                batch_finish_if_done(batch_id)
+                return False
+            held.token = claim.token
+            _label_or_release(claim, version, model)
+            held.token = None
             Batch.objects.filter(id=batch_id).update(heartbeat_at=timezone.now())
-        elif uploading:
-            time.sleep(UPLOAD_POLL_SECONDS)
-        else:
-            batch_finish_if_done(batch_id)
-            return False
     return True
 
 
-def batch_uploading(batch_id: int) -> bool:
-    """True while the upload is still adding images (and has not gone silent)."""
-    alive_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
-    return Batch.objects.filter(
-        id=batch_id, status=Batch.Status.UPLOADING, heartbeat_at__gte=alive_since
-    ).exists()
+@dataclass
+class _HeldClaim:
+    token: uuid.UUID | None = None
+
+
+def _labeling_beat(batch_id: int, held: _HeldClaim) -> None:
+    now = timezone.now()
+    Batch.objects.filter(id=batch_id).update(heartbeat_at=now)
+    if held.token is not None:
+        Image.objects.filter(claim_token=held.token).update(claimed_at=now)
+
+
+def _label_or_release(claim: Claim, version: ModelVersion, model) -> None:
+    """Label a claimed chunk; if the database fails under it, give the chunk back at once (on a
+    new connection) rather than leaving it claimed until its heartbeat goes stale. The images
+    were not at fault, so the try is not counted against them."""
+    try:
+        images_label(claim, version, model)
+    except (DatabaseError, InterfaceError):
+        on_fresh_connection(lambda: claim_release(claim.token))
+        raise
+
+
+def claim_release(token: uuid.UUID) -> int:
+    return Image.objects.filter(claim_token=token, status=Image.Status.PROCESSING).update(
+        status=Image.Status.PENDING, claim_token=None, attempts=F("attempts") - 1
+    )
 
 
 def batch_finish_if_done(batch_id: int) -> bool:
@@ -296,15 +320,23 @@ def export_build(export_id: int) -> bool:
     if claim is None:
         return False
     export, token = claim
+
+    def beat() -> None:
+        Export.objects.filter(id=export.id, claim_token=token).update(claimed_at=timezone.now())
+
     try:
-        with tempfile.TemporaryFile(suffix=".zip") as archive:
+        with (
+            ClaimHeartbeat(beat, settings.EXPORT_CLAIM_TIMEOUT, f"export-{export.id}"),
+            tempfile.TemporaryFile(suffix=".zip") as archive,
+        ):
             count = _write_export_zip(export.project, archive)
             archive.seek(0)
             name = default_storage.save(
                 f"exports/{export.project_id}/export-{export.id}-{token.hex[:8]}.zip", File(archive)
             )
     except Exception as exc:
-        _export_failed(export, token, exc)
+        error = exc
+        on_fresh_connection(lambda: _export_failed(export, token, error))
         raise
     with transaction.atomic():
         finished = Export.objects.filter(id=export.id, claim_token=token).update(
@@ -332,6 +364,7 @@ def _export_claim(export_id: int) -> tuple[Export, uuid.UUID] | None:
     claimed = Export.objects.filter(
         Q(status=Export.Status.PENDING) | Q(status=Export.Status.RUNNING, claimed_at__lt=stale_before),
         id=export_id,
+        attempts__lt=settings.EXPORT_MAX_ATTEMPTS,
     ).update(status=Export.Status.RUNNING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return None
@@ -339,31 +372,47 @@ def _export_claim(export_id: int) -> tuple[Export, uuid.UUID] | None:
 
 
 def _export_failed(export: Export, token: uuid.UUID, exc: Exception) -> None:
-    status = Export.Status.FAILED if export.attempts >= settings.LABEL_MAX_ATTEMPTS else Export.Status.PENDING
+    status = (
+        Export.Status.FAILED if export.attempts >= settings.EXPORT_MAX_ATTEMPTS else Export.Status.PENDING
+    )
     Export.objects.filter(id=export.id, claim_token=token).update(status=status, error=str(exc)[:2000])
 
 
+SNAPSHOT_COLUMNS = ["stored", *MANIFEST_COLUMNS]
+
+
 def _write_export_zip(project: Project, archive) -> int:
-    count = 0
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        # zipfile writes one member at a time, so the manifest is a first pass over the rows and
-        # the images a second; both passes name files identically.
-        with zf.open("manifest.csv", "w", force_zip64=True) as raw:
-            manifest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            writer = csv.writer(manifest)
-            writer.writerow(MANIFEST_COLUMNS)
-            for row in export_rows(project):
-                writer.writerow([csv_safe(row[column]) for column in MANIFEST_COLUMNS])
-            manifest.flush()
-            manifest.detach()
+    """The rows are read from the database once, into a temporary file, and both the manifest
+    and the images are written from that one snapshot: reviewers relabeling while the ZIP is
+    built change neither, so every manifest row names a file of the ZIP. (Two reads, one per
+    pass, disagreed on every image relabeled in between.) Memory stays flat either way."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as snapshot:
+        writer = csv.DictWriter(snapshot, SNAPSHOT_COLUMNS, extrasaction="ignore")
+        count = 0
         for row in export_rows(project):
-            with (
-                default_storage.open(row["stored"], "rb") as src,
-                zf.open(row["file"], "w", force_zip64=True) as dst,
-            ):
-                shutil.copyfileobj(src, dst, 1024 * 1024)
+            writer.writerow(row)
             count += 1
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("manifest.csv", "w", force_zip64=True) as raw:
+                manifest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                writer = csv.writer(manifest)
+                writer.writerow(MANIFEST_COLUMNS)
+                for row in _snapshot_rows(snapshot):
+                    writer.writerow([csv_safe(row[column]) for column in MANIFEST_COLUMNS])
+                manifest.flush()
+                manifest.detach()
+            for row in _snapshot_rows(snapshot):
+                with (
+                    default_storage.open(row["stored"], "rb") as src,
+                    zf.open(row["file"], "w", force_zip64=True) as dst,
+                ):
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
     return count
+
+
+def _snapshot_rows(snapshot):
+    snapshot.seek(0)
+    yield from csv.DictReader(snapshot, SNAPSHOT_COLUMNS)
 
 
 def export_rows(project: Project):
@@ -420,16 +469,9 @@ def csv_safe(value) -> str:
 def uploads_close_abandoned() -> int:
     """Uploads whose request died mid-way (server restarted, client gone): keep the images that
     were stored, say what happened, and let them be labeled."""
-    quiet_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
-    closed = 0
-    for batch in Batch.objects.filter(status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since):
-        note = {"name": "(upload)", "reason": "the upload stopped before the end; the images stored are kept"}
-        batch.rejected = [*batch.rejected, note]
-        batch.image_count = batch.images.count()
-        batch.status = Batch.Status.LABELING
-        batch.save(update_fields=["rejected", "image_count", "status"])
-        closed += 1
-    return closed
+    quiet_since = timezone.now() - timedelta(seconds=settings.UPLOAD_HEARTBEAT_TIMEOUT)
+    batch_ids = Batch.objects.filter(status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since)
+    return sum(upload_close_abandoned(batch_id) for batch_id in batch_ids.values_list("id", flat=True))
 
 
 def batches_reopen_waiting() -> int:
@@ -468,30 +510,35 @@ def stalled_work() -> tuple[list[int], list[int]]:
     """Batches and exports that nobody is working on although they should be: their message
     was lost (broker down at upload, worker killed) or their worker died mid-way."""
     now = timezone.now()
-    quiet_since = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
-    batch_ids = list(
-        Batch.objects.filter(status=Batch.Status.LABELING)
-        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
-        .values_list("id", flat=True)
-    )
+    batch_ids = list(_batches_stalled(now).values_list("id", flat=True))
     export_stale = now - timedelta(seconds=settings.EXPORT_CLAIM_TIMEOUT)
+    running_stale = Q(status=Export.Status.RUNNING, claimed_at__lt=export_stale)
+    Export.objects.filter(running_stale, attempts__gte=settings.EXPORT_MAX_ATTEMPTS).update(
+        status=Export.Status.FAILED, error="The worker stopped while building this export on every try."
+    )
     export_ids = list(
-        Export.objects.filter(
-            Q(status=Export.Status.PENDING, created_at__lt=quiet_since)
-            | Q(status=Export.Status.RUNNING, claimed_at__lt=export_stale)
-        ).values_list("id", flat=True)
+        Export.objects.filter(Q(status=Export.Status.PENDING, created_at__lt=export_stale) | running_stale)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     return batch_ids, export_ids
 
 
+def _batches_stalled(now):
+    """Batches to labeling whose heartbeat went quiet, and batches holding an image whose claim
+    went stale: claims beat while their worker lives, so a stale one lost its worker."""
+    quiet_since = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    stale_claims = Image.objects.filter(status=Image.Status.PROCESSING, claimed_at__lt=quiet_since)
+    quiet = Q(status=Batch.Status.LABELING) & (Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
+    return Batch.objects.filter(quiet | Q(id__in=stale_claims.values("batch_id"))).exclude(
+        status=Batch.Status.DONE
+    )
+
+
 def batch_touch(batch_id: int) -> bool:
     """Mark the batch as just queued; False if another sweep did so a moment ago."""
-    quiet_since = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
-    return bool(
-        Batch.objects.filter(id=batch_id, status=Batch.Status.LABELING)
-        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at=None))
-        .update(heartbeat_at=timezone.now())
-    )
+    now = timezone.now()
+    return bool(_batches_stalled(now).filter(id=batch_id).update(heartbeat_at=now))
 
 
 # Single images --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 
 from webhooks.services import deliveries_stalled
 from webhooks.tasks import deliver_webhook
@@ -16,11 +16,12 @@ from . import services
 logger = logging.getLogger(__name__)
 
 # Long ML work: acknowledged only when done, re-delivered if the worker dies, retried a bounded
-# number of times on database hiccups (SQLite busy, a PostgreSQL failover).
+# number of times on database hiccups (SQLite busy, a PostgreSQL failover, a killed connection:
+# the retry runs on a new one, Celery closes the broken connection before each task).
 ML_TASK = {
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": (OperationalError,),
+    "autoretry_for": (OperationalError, InterfaceError),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "max_retries": 5,

@@ -8,12 +8,14 @@ output serializer. Input serializers list only the fields a client may set, so `
 
 from contextlib import contextmanager
 
+from django.conf import settings
+from django.core.exceptions import TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -23,7 +25,7 @@ from rest_framework.views import APIView
 from inference.models import EMOTIONS, Emotion
 
 from . import selectors, services
-from .imports import UploadRefused, check_upload_request
+from .imports import UploadRefused, check_upload_request, too_many_files
 from .models import Batch, Export, Image, LabelPolicy, Membership, Project, Role
 
 # Ids beyond a 64-bit integer cannot name a row, and the database driver raises an overflow
@@ -235,8 +237,17 @@ class MemberDetailView(ProjectScopedView):
 # --- Batches ------------------------------------------------------------------------------------
 
 
+class RejectedFileSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    reason = serializers.CharField()
+    imported = serializers.BooleanField(required=False, help_text="Imported, with a note.")
+
+
 class BatchSerializer(serializers.ModelSerializer):
     uploaded_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    rejected = serializers.SerializerMethodField(
+        help_text="The first page of rejected files; all of them: .../batches/{id}/rejected/"
+    )
 
     class Meta:
         model = Batch
@@ -245,12 +256,18 @@ class BatchSerializer(serializers.ModelSerializer):
             "status",
             "image_count",
             "rejected",
+            "rejected_count",
+            "uploaded_at",
             "uploaded_by",
             "created_at",
             "started_at",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(RejectedFileSerializer(many=True))
+    def get_rejected(self, batch: Batch) -> list[dict]:
+        return list(selectors.batch_rejections(batch).object_list)
 
 
 class BatchUploadSerializer(serializers.Serializer):
@@ -266,12 +283,14 @@ class BatchUploadSerializer(serializers.Serializer):
 class BatchCreatedSerializer(serializers.Serializer):
     batch = serializers.IntegerField()
     images = serializers.IntegerField()
-    rejected = serializers.ListField(child=serializers.DictField())
+    rejected = RejectedFileSerializer(many=True, help_text="The first page of rejected files.")
+    rejected_count = serializers.IntegerField()
 
 
-class RejectedFileSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    reason = serializers.CharField()
+class UploadInProgressSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    batch = serializers.IntegerField()
+    images = serializers.IntegerField(help_text="Images of the upload stored so far.")
 
 
 class BatchErrorSerializer(serializers.Serializer):
@@ -290,7 +309,8 @@ class BatchProgressSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     images_per_second = serializers.FloatField(allow_null=True)
     errors = BatchErrorSerializer(many=True)
-    rejected = RejectedFileSerializer(many=True)
+    rejected = RejectedFileSerializer(many=True, help_text="The first page of rejected files.")
+    rejected_count = serializers.IntegerField()
 
 
 class BatchListView(ProjectScopedView, generics.ListAPIView):
@@ -307,22 +327,36 @@ class BatchListView(ProjectScopedView, generics.ListAPIView):
     @extend_schema(
         tags=["batches"],
         request={"multipart/form-data": BatchUploadSerializer},
-        responses={201: BatchCreatedSerializer, 413: ERROR, **WRITE_ERRORS},
-        description="Upload images into a new batch; the worker labels them. Reviewers and owners.",
+        responses={201: BatchCreatedSerializer, 409: UploadInProgressSerializer, 413: ERROR, **WRITE_ERRORS},
+        description="Upload images into a new batch; the worker labels them. Reviewers and owners. "
+        "The same `upload_token` sent again returns the batch once its upload is complete, imports "
+        "what is missing if it broke off, and answers 409 while it is still being imported.",
     )
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
         length = _content_length(request)
         try:
             check_upload_request(None, length)  # before request.FILES, so the body is never read
-            data = _valid(BatchUploadSerializer, request.data)
+            try:
+                data = _valid(BatchUploadSerializer, request.data)
+            except TooManyFilesSent:
+                raise too_many_files() from None
             check_upload_request(len(data["files"]), length)
         except UploadRefused as exc:
             return Response({"detail": exc.message}, status=exc.status_code)
-        batch = services.batch_create(
-            project=project, user=request.user, files=data["files"], upload_token=data.get("upload_token")
-        )
-        body = {"batch": batch.id, "images": batch.image_count, "rejected": batch.rejected}
+        try:
+            batch = services.batch_create(
+                project=project, user=request.user, files=data["files"], upload_token=data.get("upload_token")
+            )
+        except services.UploadInProgress as exc:
+            body = {"detail": str(exc), "batch": exc.batch.id, "images": exc.stored}
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        body = {
+            "batch": batch.id,
+            "images": batch.image_count,
+            "rejected": selectors.batch_rejections(batch).object_list,
+            "rejected_count": batch.rejected_count,
+        }
         return Response(BatchCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
@@ -338,6 +372,28 @@ class BatchDetailView(ProjectScopedView):
     def get(self, request, project_id: int, batch_id: int):
         batch = selectors.batch_get(self.project(), batch_id)
         return Response(BatchProgressSerializer(selectors.batch_progress(batch)).data)
+
+
+class RejectionPagination(PageNumberPagination):
+    def get_page_size(self, request) -> int:
+        return settings.UPLOAD_REJECTIONS_PAGE
+
+
+class BatchRejectedView(ProjectScopedView, generics.ListAPIView):
+    serializer_class = RejectedFileSerializer
+    pagination_class = RejectionPagination
+
+    def get_queryset(self):
+        return selectors.batch_get(self.project(), self.kwargs["batch_id"]).rejected
+
+    @extend_schema(
+        tags=["batches"],
+        responses={200: RejectedFileSerializer(many=True), **READ_ERRORS},
+        description="The files the upload rejected or imported with a note, a page at a time (the "
+        "batch keeps the first UPLOAD_REJECTIONS_KEPT; its rejected_count counts them all).",
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 # --- Images -------------------------------------------------------------------------------------
@@ -599,6 +655,7 @@ urlpatterns = [
     path(P + "members/<int:user_id>/", MemberDetailView.as_view(), name="api-member"),
     path(P + "batches/", BatchListView.as_view(), name="api-batches"),
     path(P + "batches/<int:batch_id>/", BatchDetailView.as_view(), name="api-batch"),
+    path(P + "batches/<int:batch_id>/rejected/", BatchRejectedView.as_view(), name="api-batch-rejected"),
     path(P + "images/", ImageListView.as_view(), name="api-images"),
     path(P + "images/bulk-accept/", ImageBulkAcceptView.as_view(), name="api-images-bulk-accept"),
     path(P + "images/<int:image_id>/", ImageDetailView.as_view(), name="api-image"),

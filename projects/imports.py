@@ -11,10 +11,11 @@ import logging
 import re
 import stat
 import struct
+import time
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -90,6 +91,13 @@ class _ByteBudget:
     left: int
 
 
+@dataclass
+class _InflateClock:
+    """Seconds the request may still spend decompressing archive members, across all archives."""
+
+    left: float
+
+
 def check_upload_request(file_count: int | None, content_length: int | None) -> None:
     """Refuse a request before any of it is imported. Call it with file_count None before the
     body is parsed, so an oversized body is refused without being read."""
@@ -107,18 +115,37 @@ def check_upload_request(file_count: int | None, content_length: int | None) -> 
         raise UploadRefused(400, "no files uploaded")
 
 
-def iter_upload(files: Iterable[UploadedFile | BinaryIO]) -> Iterator[ImportedImage | Rejection]:
+def too_many_files() -> UploadRefused:
+    """Django stops reading a body past DATA_UPLOAD_MAX_NUMBER_FILES files (TooManyFilesSent),
+    before the files can be counted: the same refusal, in words."""
+    limit = settings.UPLOAD_MAX_FILES
+    return UploadRefused(400, f"too many files: more than {limit} (limit {limit} per upload)")
+
+
+def iter_upload(
+    files: Iterable[UploadedFile | BinaryIO], skip: Callable[[str], bool] | None = None
+) -> Iterator[ImportedImage | Rejection]:
     """Yield one result per image (or skipped member), decoding one image at a time.
 
     Files must be seekable (Django's uploaded files are): ZIP archives are read in place.
+    `skip(name)` is asked before an image is read; True passes over it without a word (a resumed
+    upload skips the images it stored before it broke off).
     """
+    skip = skip or _skip_none
+    clock = _InflateClock(settings.ZIP_MAX_INFLATE_SECONDS)
     for upload in files:
         name = display_name(getattr(upload, "name", None) or "")
         if _is_zip(upload):
-            yield from _iter_archive(name, upload)
+            yield from _iter_archive(name, upload, clock, skip)
+            continue
+        if skip(name):
             continue
         data = _read_capped(upload, settings.IMAGE_MAX_BYTES)
         yield decode_image(name, data)
+
+
+def _skip_none(name: str) -> bool:
+    return False
 
 
 def display_name(raw: str | bytes) -> str:
@@ -266,14 +293,16 @@ def _is_zip(upload: UploadedFile | BinaryIO) -> bool:
 # --- ZIP archives -------------------------------------------------------------------------------
 
 
-def _iter_archive(archive: str, fh: UploadedFile | BinaryIO) -> Iterator[ImportedImage | Rejection]:
+def _iter_archive(
+    archive: str, fh: UploadedFile | BinaryIO, clock: _InflateClock, skip: Callable[[str], bool]
+) -> Iterator[ImportedImage | Rejection]:
     limit = settings.ZIP_MAX_MEMBERS
     try:
         if _count_members(fh, limit) > limit:
             yield Rejection(archive, f"archive has more than {limit} members: refused")
             return
         with zipfile.ZipFile(fh) as zf:
-            yield from _iter_members(archive, zf)
+            yield from _iter_members(archive, zf, clock, skip)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, struct.error):
         yield Rejection(archive, "corrupt ZIP archive")
     except NotImplementedError:
@@ -309,16 +338,24 @@ def _count_members(fh: UploadedFile | BinaryIO, limit: int) -> int:
     return count
 
 
-def _iter_members(archive: str, zf: zipfile.ZipFile) -> Iterator[ImportedImage | Rejection]:
+def _iter_members(
+    archive: str, zf: zipfile.ZipFile, clock: _InflateClock, skip: Callable[[str], bool]
+) -> Iterator[ImportedImage | Rejection]:
     budget = _ByteBudget(settings.ZIP_MAX_TOTAL_BYTES)
     for info in zf.infolist():
         name = display_name(_member_name(info))
-        if _is_clutter(name, info):
+        if _is_clutter(name, info) or skip(name):
             continue
+        started = time.monotonic()
         data = _read_member(name, zf, info, budget)
+        clock.left -= time.monotonic() - started
         if budget.left < 0:
             total = settings.ZIP_MAX_TOTAL_BYTES
             yield Rejection(archive, f"archive exceeds {total:,} bytes uncompressed: stopped")
+            return
+        if clock.left < 0:
+            seconds = settings.ZIP_MAX_INFLATE_SECONDS
+            yield Rejection(archive, f"decompressing took over {seconds:g} s: the rest was not read")
             return
         if isinstance(data, Rejection):
             yield data
@@ -333,14 +370,21 @@ def _read_member(
     skip_reason = _member_skip_reason(name, info)
     if skip_reason:
         return Rejection(name, skip_reason)
-    allowed = min(settings.IMAGE_MAX_BYTES, max(budget.left, 0))
+    # The compressed bytes a member can consume are capped by its compress_size, so this caps
+    # what it inflates to by the bytes actually read, whatever its header claims.
+    ratio = settings.ZIP_MAX_MEMBER_RATIO
+    inflated_cap = max(info.compress_size, 1) * ratio
+    allowed = min(settings.IMAGE_MAX_BYTES, max(budget.left, 0), inflated_cap)
     try:
         with zf.open(info) as member:
-            return _read_capped(member, allowed, budget)
+            data = _read_capped(member, allowed, budget)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error):
         return Rejection(name, "corrupt ZIP member")
     except (NotImplementedError, RuntimeError):
         return Rejection(name, "unsupported ZIP member")
+    if len(data) > inflated_cap:
+        return Rejection(name, f"compressed more than {ratio}:1 (a ZIP bomb?): skipped")
+    return data
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:

@@ -124,7 +124,13 @@ class Batch(models.Model):
     upload_token = models.UUIDField(default=uuid.uuid4)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADING)
     image_count = models.PositiveIntegerField(default=0)
+    # The first UPLOAD_REJECTIONS_KEPT of them: a ZIP of 60,000 junk members must not make every
+    # page that shows the batch megabytes long. rejected_count counts them all.
     rejected = models.JSONField(default=list, blank=True, help_text="[{name, reason}] per file")
+    rejected_count = models.PositiveIntegerField(default=0)
+    # Set when every file of the upload was read; empty while it streams in or if it broke off,
+    # and then the same upload token sent again imports what is missing.
+    uploaded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
 from django.db.models import Case, Count, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
@@ -262,8 +264,15 @@ def batch_progress(batch: Batch) -> dict:
         "pending": counts.get(Image.Status.PENDING, 0) + counts.get(Image.Status.PROCESSING, 0),
         "images_per_second": rate,
         "errors": errors,
-        "rejected": batch.rejected,
+        "rejected": list(batch_rejections(batch).object_list),
+        "rejected_count": batch.rejected_count,
     }
+
+
+def batch_rejections(batch: Batch, page=1) -> Page:
+    """One page of the files the upload rejected (or imported with a note). The batch keeps the
+    first UPLOAD_REJECTIONS_KEPT; `batch.rejected_count` counts them all."""
+    return Paginator(batch.rejected, settings.UPLOAD_REJECTIONS_PAGE).get_page(page)
 
 
 def project_summary(project: Project) -> dict:

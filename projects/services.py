@@ -1,17 +1,26 @@
 """Writes: projects and members, batches from uploads, review labels, exports."""
 
 import logging
+import os
+import tempfile
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
+from facelabel.claims import ClaimHeartbeat
 from inference.models import EMOTIONS
 
 from .imports import ImportedImage, Rejection, iter_upload
@@ -98,13 +107,29 @@ def _refuse_last_owner_change(membership: Membership, new_role: str | None) -> N
             raise ValidationError("A project keeps at least one owner.")
 
 
+class UploadInProgress(Exception):
+    """The same upload token is being imported by a request that is still alive (or died less
+    than UPLOAD_HEARTBEAT_TIMEOUT ago): nothing was imported, send it again in a moment."""
+
+    def __init__(self, batch: Batch, stored: int):
+        self.batch = batch
+        self.stored = stored
+        seconds = settings.UPLOAD_HEARTBEAT_TIMEOUT
+        super().__init__(
+            f"This upload is still being imported ({stored} images stored so far), or its request "
+            f"stopped less than {seconds} s ago. Send it again in a moment to import the rest."
+        )
+
+
 def batch_create(*, project: Project, user, files: Iterable, upload_token: uuid.UUID | None = None) -> Batch:
     """Store every valid image of the upload in a new batch, labeling it while it streams in.
 
-    Images are committed in slices and the worker starts on the first slice while the rest is
-    still being read, so a large ZIP is labeled in about the time it takes to import it. A
-    repeated upload token (a double-clicked submit) returns the batch it already made. If the
-    import breaks off, the images already stored stay in the batch and the batch says so.
+    Images are committed in slices, each of which queues labeling, so a large ZIP is labeled in
+    about the time it takes to import it. The same upload token sent again (a double-click, a
+    retry after a crash) never makes a second batch: once the upload is complete it returns the
+    batch; if it broke off, the images stored are skipped and the rest imported; while its first
+    request still imports, UploadInProgress is raised. The filling request beats, so one that
+    died is known within UPLOAD_HEARTBEAT_TIMEOUT.
     """
     upload_token = upload_token or uuid.uuid4()
     try:
@@ -117,17 +142,73 @@ def batch_create(*, project: Project, user, files: Iterable, upload_token: uuid.
                 heartbeat_at=timezone.now(),
             )
     except IntegrityError:
-        return Batch.objects.get(project=project, upload_token=upload_token)
-    transaction.on_commit(lambda: _queue_labeling(batch.id), robust=True)
+        batch = Batch.objects.get(project=project, upload_token=upload_token)
+        if batch.uploaded_at is not None:
+            return batch
+        if not _upload_resume_claim(batch):
+            raise UploadInProgress(batch, batch.images.count()) from None
+        batch.refresh_from_db()
     filler = _BatchFiller(batch)
-    try:
-        filler.fill(iter_upload(files))
-    except BaseException as exc:
-        filler.rejected.append({"name": "(upload)", "reason": f"the upload broke off: {exc}"[:500]})
-        raise
-    finally:
-        filler.close()
+    with ClaimHeartbeat(filler.beat, settings.UPLOAD_HEARTBEAT_TIMEOUT, f"upload-{batch.id}"):
+        try:
+            filler.fill(iter_upload(files, skip=_stored_names(batch)))
+        except BaseException as exc:
+            filler.reject("(upload)", f"the upload broke off: {exc}"[:500])
+            filler.close(complete=False)
+            raise
+    filler.close(complete=True)
     return batch
+
+
+def _upload_resume_claim(batch: Batch) -> bool:
+    """Take over an upload that broke off; of two retries at once only one gets it."""
+    now = timezone.now()
+    quiet_since = now - timedelta(seconds=settings.UPLOAD_HEARTBEAT_TIMEOUT)
+    alive = Q(status=Batch.Status.UPLOADING, heartbeat_at__gte=quiet_since)
+    return bool(
+        Batch.objects.filter(id=batch.id, uploaded_at=None)
+        .exclude(alive)
+        .update(status=Batch.Status.UPLOADING, heartbeat_at=now, finished_at=None)
+    )
+
+
+def _stored_names(batch: Batch) -> Callable[[str], bool]:
+    """Skip, for each name, as many files as the batch already stored under it (a ZIP may hold
+    a name twice), so a resumed upload imports exactly what is missing."""
+    left = Counter(batch.images.values_list("original_name", flat=True))
+
+    def skip(name: str) -> bool:
+        if left[name[:255]] > 0:
+            left[name[:255]] -= 1
+            return True
+        return False
+
+    return skip
+
+
+def upload_close_abandoned(batch_id: int) -> int:
+    """An upload whose request died (server killed, client gone): keep the images it stored,
+    say that it is incomplete, and let them be labeled. The same upload sent again resumes it."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.UPLOAD_HEARTBEAT_TIMEOUT)
+    batch = Batch.objects.filter(id=batch_id, status=Batch.Status.UPLOADING).first()
+    if batch is None:
+        return 0
+    stored = batch.images.count()
+    note = {
+        "name": "(upload)",
+        "reason": f"the upload stopped before the end, after {stored} images; they are kept, "
+        "and sending the same upload again imports the rest",
+    }
+    closed = Batch.objects.filter(id=batch_id, status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since)
+    if not closed.update(
+        status=Batch.Status.LABELING,
+        image_count=stored,
+        rejected=[note, *batch.rejected][: settings.UPLOAD_REJECTIONS_KEPT],
+        rejected_count=F("rejected_count") + 1,
+    ):
+        return 0
+    transaction.on_commit(lambda: _queue_labeling(batch_id), robust=True)
+    return 1
 
 
 class _BatchFiller:
@@ -136,19 +217,29 @@ class _BatchFiller:
 
     def __init__(self, batch: Batch):
         self.batch = batch
-        self.count = 0
-        self.rejected: list[dict] = []
+        # A resumed upload keeps the notes on images it stored before; rejections come again.
+        self.rejected: list[dict] = [entry for entry in batch.rejected if entry.get("imported")]
+        self.rejected_count = len(self.rejected)
         self.pool = ThreadPoolExecutor(max_workers=STORAGE_THREADS, thread_name_prefix="store")
+
+    def beat(self) -> None:
+        uploading = Batch.objects.filter(id=self.batch.id, status=Batch.Status.UPLOADING)
+        uploading.update(heartbeat_at=timezone.now())
+
+    def reject(self, name: str, reason: str, **extra) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < settings.UPLOAD_REJECTIONS_KEPT:
+            self.rejected.append({"name": name, "reason": reason, **extra})
 
     def fill(self, items: Iterable) -> None:
         pending: list[tuple[ImportedImage, Future]] = []
         try:
             for item in items:
                 if isinstance(item, Rejection):
-                    self.rejected.append({"name": item.name, "reason": item.reason})
+                    self.reject(item.name, item.reason)
                     continue
                 if item.note:
-                    self.rejected.append({"name": item.name, "reason": item.note, "imported": True})
+                    self.reject(item.name, item.note, imported=True)
                 pending.append((item, self.pool.submit(_store_image, self.batch.project_id, item)))
                 if len(pending) >= INSERT_SLICE:
                     self._commit(pending)
@@ -162,29 +253,43 @@ class _BatchFiller:
         self._commit(pending)
 
     def _commit(self, pending: list[tuple[ImportedImage, Future]]) -> None:
-        stored = [(item, future.result()) for item, future in pending]
-        rows = [_image_row(self.batch, item, *names) for item, names in stored]
+        stored, error = [], None
+        for item, future in pending:
+            try:
+                stored.append((item, future.result()))
+            except Exception as exc:  # noqa: BLE001 - raised below, once the others are cleaned up
+                error = error or exc
         try:
+            if error is not None:
+                raise error
             with transaction.atomic():
-                Image.objects.bulk_create(rows)
+                Image.objects.bulk_create([_image_row(self.batch, item, *names) for item, names in stored])
                 Batch.objects.filter(id=self.batch.id).update(heartbeat_at=timezone.now())
+                # Labeling starts on each slice as it commits: it never waits for the rest.
+                transaction.on_commit(lambda: _queue_labeling(self.batch.id), robust=True)
         except BaseException:
             _delete_files([name for _, names in stored for name in names if name])
             raise
-        self.count += len(rows)
 
-    def close(self) -> None:
+    def close(self, *, complete: bool) -> None:
         self.pool.shutdown(wait=True)
         now = timezone.now()
-        done = self.count == 0
+        count = self.batch.images.count()  # a resumed upload's earlier images included
+        done = count == 0
         Batch.objects.filter(id=self.batch.id).update(
-            image_count=self.count,
+            image_count=count,
             rejected=self.rejected,
+            rejected_count=self.rejected_count,
             status=Batch.Status.DONE if done else Batch.Status.LABELING,
             finished_at=now if done else None,
             heartbeat_at=now,
+            uploaded_at=now if complete else None,
         )
         self.batch.refresh_from_db()
+        if not done:
+            # Labeling that found nothing more to do while the upload went on finishes the batch
+            # only when queued again after it ends.
+            transaction.on_commit(lambda: _queue_labeling(self.batch.id), robust=True)
 
 
 def _store_image(project_id: int, item: ImportedImage) -> tuple[str, str]:
@@ -219,6 +324,70 @@ def _delete_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:
             logger.warning("could not remove %s after a failed upload", name)
+
+
+# Leftovers ------------------------------------------------------------------------------------
+
+SWEPT_FOLDERS = ("images", "thumbnails", "exports")
+SWEEP_CHUNK = 1000
+# Django names the temporary file of each large uploaded file tmpXXXXXXXX.upload<.ext>.
+UPLOAD_TEMP_PATTERN = "tmp*.upload*"
+
+
+def files_sweep() -> tuple[int, int]:
+    """Remove stored files that no row refers to (a web process killed between storing a
+    slice's files and committing its rows, a disk that filled up mid-slice) and the upload temp
+    files of requests that were killed, all older than ORPHAN_FILE_GRACE: younger ones may
+    belong to an upload still under way. Returns (orphans, temp files) removed."""
+    cutoff = timezone.now() - timedelta(seconds=settings.ORPHAN_FILE_GRACE)
+    orphans = 0
+    for folder in SWEPT_FOLDERS:
+        stored = _stored_files_older_than(folder, cutoff)
+        while chunk := list(islice(stored, SWEEP_CHUNK)):
+            unreferenced = set(chunk) - _referenced(chunk)
+            _delete_files(sorted(unreferenced))
+            orphans += len(unreferenced)
+    temp_files = _upload_temp_files_remove(cutoff)
+    logger.info(
+        "file sweep: removed %s orphan media files and %s stale upload temp files", orphans, temp_files
+    )
+    return orphans, temp_files
+
+
+def _stored_files_older_than(folder: str, cutoff) -> Iterable[str]:
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        path = f"{folder}/{name}"
+        if default_storage.get_modified_time(path) < cutoff:
+            yield path
+    for sub in folders:
+        yield from _stored_files_older_than(f"{folder}/{sub}", cutoff)
+
+
+def _referenced(names: list[str]) -> set[str]:
+    return (
+        set(Image.objects.filter(file__in=names).values_list("file", flat=True))
+        | set(Image.objects.filter(thumbnail__in=names).values_list("thumbnail", flat=True))
+        | set(Export.objects.filter(file__in=names).values_list("file", flat=True))
+    )
+
+
+def _upload_temp_files_remove(cutoff) -> int:
+    """Only our own user's files matching Django's upload temp name: the folder may be shared."""
+    folder = Path(settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir())
+    removed = 0
+    for path in folder.glob(UPLOAD_TEMP_PATTERN):
+        try:
+            info = path.stat()
+            if path.is_file() and info.st_uid == os.getuid() and info.st_mtime < cutoff.timestamp():
+                path.unlink()
+                removed += 1
+        except OSError:
+            logger.warning("could not remove the stale upload temp file %s", path)
+    return removed
 
 
 def _queue_labeling(batch_id: int) -> None:

@@ -6,7 +6,7 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from inference.models import EMOTIONS
 
 from . import selectors, services
-from .imports import UploadRefused, check_upload_request
+from .imports import UploadRefused, check_upload_request, too_many_files
 from .models import Export, Image, Role
 
 PAGE_SIZES = (24, 48, 96, 192)
@@ -50,7 +50,7 @@ def project_detail(request, project_id: int):
         "role": membership.role,
         "summary": selectors.project_summary(project),
         "label_policy": selectors.label_policy_in_force(project),
-        "batches": project.batches.all()[:20],
+        "batches": project.batches.defer("rejected")[:20],
         "exports": project.exports.select_related("requested_by")[:10],
         "emotions": EMOTIONS,
     }
@@ -91,19 +91,26 @@ def upload(request, project_id: int):
         return render(request, "projects/upload.html", {"project": project, "upload_token": uuid.uuid4()})
     try:
         check_upload_request(None, _content_length(request))  # before the body is read
-        files = request.FILES.getlist("files")
+        try:
+            files = request.FILES.getlist("files")
+        except TooManyFilesSent:
+            raise too_many_files() from None
         check_upload_request(len(files), _content_length(request))
         token = uuid.UUID(request.POST.get("upload_token") or str(uuid.uuid4()))
     except UploadRefused as exc:
         return JsonResponse({"error": exc.message}, status=exc.status_code)
     except ValueError:
         return JsonResponse({"error": "upload_token must be a UUID."}, status=400)
-    batch = services.batch_create(project=project, user=request.user, files=files, upload_token=token)
+    try:
+        batch = services.batch_create(project=project, user=request.user, files=files, upload_token=token)
+    except services.UploadInProgress as exc:
+        return JsonResponse({"error": str(exc), "batch": exc.batch.id, "images": exc.stored}, status=409)
     return JsonResponse(
         {
             "batch": batch.id,
             "images": batch.image_count,
-            "rejected": batch.rejected,
+            "rejected": list(selectors.batch_rejections(batch).object_list),
+            "rejected_count": batch.rejected_count,
             "url": reverse("projects:batch", args=[project.id, batch.id]),
         },
         status=201,
@@ -122,7 +129,13 @@ def _content_length(request) -> int | None:
 def batch_detail(request, project_id: int, batch_id: int):
     project = selectors.project_get_for_user(request.user, project_id)
     batch = selectors.batch_get(project, batch_id)
-    context = {"project": project, "batch": batch, "progress": selectors.batch_progress(batch)}
+    context = {
+        "project": project,
+        "batch": batch,
+        "progress": selectors.batch_progress(batch),
+        "rejections": selectors.batch_rejections(batch, request.GET.get("rejected_page")),
+        "unlisted": batch.rejected_count - len(batch.rejected),
+    }
     return render(request, "projects/batch_detail.html", context)
 
 

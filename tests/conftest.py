@@ -1,4 +1,5 @@
 import io
+import uuid
 import zipfile
 
 import pytest
@@ -15,6 +16,15 @@ def _isolated_media(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(settings):
+    # Rate limits and throttles count in the cache: each test starts with none spent, and none
+    # touches the development server's cache under var/.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,13 @@ endpoint and the pages."""
 
 import json
 import os
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from activities import dance
 from activities.characters import CHARACTERS
@@ -237,11 +238,21 @@ def test_the_choreography_changes_move_every_four_beats_in_the_active_language()
         assert dance.choreography()[0]["label"] == "Skacz!"
 
 
+def human_beats() -> list[float]:
+    """Every beat hit, each a few (varying) milliseconds off, as a person's taps are."""
+    return [beat + (i * 37) % 61 - 30 for i, beat in enumerate(BEATS)]
+
+
+def a_round_ago():
+    DanceScore.objects.update(created_at=timezone.now() - timedelta(seconds=31))
+
+
 def test_a_logged_in_round_is_saved_and_the_best_scores_come_back(client, users):
     client_for(client, users["alice"])
     url = reverse("activities:dance_score")
     first = client.post(url, {"events_ms": [500, 1000]}, content_type="application/json")
-    second = client.post(url, {"events_ms": list(BEATS)}, content_type="application/json")
+    a_round_ago()
+    second = client.post(url, {"events_ms": human_beats()}, content_type="application/json")
     assert first.status_code == second.status_code == 200
     assert second.json()["saved"] is True
     assert second.json()["score"] == 11250
@@ -264,6 +275,64 @@ def test_an_anonymous_round_is_scored_but_not_saved(client, db):
         "saved": False, "best": [],
     }  # fmt: skip
     assert DanceScore.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        list(BEATS),  # every beat to the millisecond
+        [beat + 7 for beat in BEATS],  # all shifted alike: a script with an offset
+        [beat + 0.5 * (i % 2) for i, beat in enumerate(BEATS)],
+        list(BEATS)[:16],  # enough hits to judge
+    ],
+)
+def test_a_forged_perfect_round_is_refused_and_not_saved(client, users, events):
+    client_for(client, users["alice"])
+
+    response = client.post(
+        reverse("activities:dance_score"), {"events_ms": events}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "These movement times do not look like a real round."
+    assert DanceScore.objects.count() == 0
+
+
+def test_human_timing_is_plausible_and_few_hits_are_not_judged():
+    assert dance.dance_plausible(human_beats())
+    assert dance.dance_plausible(list(BEATS)[:15])  # a short exact burst, as the browser test's fake clock
+    assert dance.dance_plausible([])
+
+
+def test_a_second_round_within_a_rounds_length_is_not_kept(client, users):
+    client_for(client, users["alice"])
+    url = reverse("activities:dance_score")
+
+    first = client.post(url, {"events_ms": [500]}, content_type="application/json")
+    second = client.post(url, {"events_ms": human_beats()}, content_type="application/json")
+
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second["Retry-After"] == "30"
+    assert list(DanceScore.objects.values_list("score", flat=True)) == [100]
+
+
+def test_only_the_best_rounds_of_a_user_are_kept(client, users, settings):
+    settings.ACTIVITIES_DANCE_SCORES_KEPT = 3
+    client_for(client, users["alice"])
+    url = reverse("activities:dance_score")
+    answers = []
+    for taps in ([500], [500, 1000, 1500], [500, 1000], [500, 1000, 1500, 2000], [700]):
+        answers.append(client.post(url, {"events_ms": taps}, content_type="application/json").json())
+        a_round_ago()
+
+    assert [answer["saved"] for answer in answers] == [True, True, True, True, False]
+    assert answers[-1]["best"] == [460, 330, 210]
+    assert list(DanceScore.objects.filter(user=users["alice"]).values_list("score", flat=True)) == [
+        460,
+        330,
+        210,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ def test_a_voted_split_holds_the_vote_distributions_and_leaves_out_non_faces_and
 def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
     root, votes_file = voted_faces
     config = TINY_TRIAL | {
-        "epochs": 15,
+        "epochs": 40,
         "batch_size": 4,
         "conv_filters": [4],
         "conv_dropout": [0.0],
@@ -166,7 +166,8 @@ def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
     assert trial.metrics["left_out"]["train"] == {"no_votes": 1, "not_an_emotion": 1}
     assert trial.metrics["crowd_agreement"] == 1.0 and trial.metrics["validation_count"] == 13
     # Against 60/40 targets the cross-entropy cannot fall below their entropy (0.673), where
-    # one-hot majorities would let it fall towards 0; training gets close to that floor.
+    # one-hot majorities would let it fall towards 0; training gets close to that floor. (At 15
+    # epochs a run now and then stopped 0.2 above it; at 40 the last loss is within 0.02.)
     entropy = -(0.6 * np.log(0.6) + 0.4 * np.log(0.4))
     losses = [row.loss for row in trial.epochs.order_by("epoch")]
     assert min(losses) > entropy - 1e-3, losses

@@ -558,6 +558,7 @@ def test_it_stops_a_zip_bomb_by_bytes_read_quickly_and_in_flat_memory(settings):
 
 def test_it_stops_an_archive_past_its_total_uncompressed_budget(settings):
     settings.ZIP_MAX_TOTAL_BYTES = 5 * MiB
+    settings.ZIP_MAX_MEMBER_RATIO = 10**6  # the total budget alone
     bomb = zeros_bomb("sad/b.jpg", size=64 * MiB)
     archive = zip_bytes({"happy/a.jpg": image_bytes()})
 
@@ -568,6 +569,65 @@ def test_it_stops_an_archive_past_its_total_uncompressed_budget(settings):
         ("bomb.zip", stopped),
         ("happy/a.jpg", ""),  # each archive has a budget of its own
     ]
+
+
+def zeros_bombs(count: int, size: int) -> bytes:
+    """`count` members like zeros_bomb's in one archive: 150 of 30 MiB are a 4.5 MB ZIP."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = deflate.compress(bytes(MiB)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    body = block * (size // MiB) + deflate.flush()
+    crc = 0
+    for _ in range(size // MiB):
+        crc = zlib.crc32(bytes(MiB), crc)
+    locals_, centrals, offset = [], [], 0
+    for n in range(count):
+        raw_name = f"happy/{n}.bmp".encode()
+        fields = (20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(body), size, len(raw_name))
+        local = struct.pack("<4s5H3I2H", b"PK\x03\x04", *fields, 0) + raw_name + body
+        centrals.append(
+            struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, 0, offset) + raw_name
+        )
+        locals_.append(local)
+        offset += len(local)
+    central = b"".join(centrals)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, count, count, len(central), offset, 0)
+    return b"".join(locals_) + central + end
+
+
+def test_a_ratio_bomb_costs_a_second_not_half_a_minute(settings):
+    # 150 members of 30 MiB zeros (IMAGE_MAX_BYTES each): 4.5 MB on the wire, 4.4 GiB inflated.
+    # Read to the per-image cap, they took 26 s of a web worker; the ratio cap stops each one
+    # after 50 bytes per compressed byte actually read.
+    bomb = zeros_bombs(150, settings.IMAGE_MAX_BYTES)
+    started = time.monotonic()
+
+    items = results(named("bomb.zip", bomb))
+
+    elapsed = time.monotonic() - started
+    assert len(bomb) < 5 * MiB and len(items) == 150
+    assert {item.reason for item in items} == {"compressed more than 50:1 (a ZIP bomb?): skipped"}
+    assert elapsed < 3, f"{elapsed:.1f} s"
+
+
+def test_a_member_that_barely_compresses_is_not_taken_for_a_bomb(settings):
+    settings.ZIP_MAX_MEMBER_RATIO = 2
+    archive = zip_bytes({"happy/a.jpg": noisy_jpeg(), "happy/b.bmp": image_bytes("BMP", size=(64, 64))})
+
+    items = results(named("faces.zip", archive))
+
+    assert isinstance(items[0], ImportedImage)
+    assert items[1] == Rejection("happy/b.bmp", "compressed more than 2:1 (a ZIP bomb?): skipped")
+
+
+def test_inflating_is_capped_in_time_across_the_archives_of_a_request(settings):
+    settings.ZIP_MAX_INFLATE_SECONDS = 0
+    first = zip_bytes({"happy/a.jpg": noisy_jpeg(), "happy/b.jpg": noisy_jpeg()})
+    second = zip_bytes({"sad/c.jpg": noisy_jpeg()})
+
+    items = results(named("first.zip", first), named("second.zip", second))
+
+    stopped = "decompressing took over 0 s: the rest was not read"
+    assert items == [Rejection("first.zip", stopped), Rejection("second.zip", stopped)]
 
 
 def test_it_imports_members_up_to_the_budget_then_stops(settings):

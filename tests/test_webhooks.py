@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from tests.conftest import client_for
-from webhooks import services
+from webhooks import services, targets
 from webhooks.models import Event, Webhook, WebhookDelivery
 from webhooks.tasks import deliver_webhook
 
@@ -288,7 +288,7 @@ class TestTargets:
             services.webhook_create(project=project, user=users["alice"], url=url)
         assert not Webhook.objects.exists()
 
-    @pytest.mark.parametrize("host", ["no-such-host.invalid", "a" * 64 + ".example.com", "bad\x00host"])
+    @pytest.mark.parametrize("host", ["no-such-host.invalid", "a" * 64 + ".example.com"])
     def test_a_host_that_does_not_resolve_is_refused(self, host, project, users, private_refused):
         with pytest.raises(ValidationError, match="could not be resolved"):
             services.webhook_create(project=project, user=users["alice"], url=f"https://{host}/hook")
@@ -311,10 +311,13 @@ class TestTargets:
             ("::", False),
             ("2002:7f00:1::1", False),  # 6to4 wrapping 127.0.0.1
             ("240.0.0.1", False),
+            ("::ffff:7f00:1", False),  # IPv4-mapped 127.0.0.1, hex spelling
+            ("64:ff9b::a00:1", False),  # NAT64 wrapping 10.0.0.1
+            ("64:ff9b::808:808", True),  # NAT64 wrapping 8.8.8.8
         ],
     )
     def test_address_rules(self, address, public):
-        assert services._is_public(ipaddress.ip_address(address)) is public
+        assert targets._is_public(ipaddress.ip_address(address)) is public
 
     def test_targets_are_checked_again_at_send_time(
         self, webhook, receiver, project, settings, django_capture_on_commit_callbacks
@@ -342,6 +345,118 @@ class TestTargets:
         assert delivery.webhook == webhook
         assert delivery.status == WebhookDelivery.Status.FAILED
         assert "resolves to 127.0.0.1" in delivery.error
+
+
+# Spellings that fool one URL parser or reach loopback through inet_aton (QUALITY case 23).
+PARSER_TRICKS = [
+    "http://127.0.0.1:{port}\\@8.8.8.8/x",  # urlsplit: host 8.8.8.8; urllib3: 127.0.0.1
+    "http://8.8.8.8\\@127.0.0.1:{port}/x",
+    "http://user@127.0.0.1:{port}/x",
+    "http://8.8.8.8@127.0.0.1:{port}/x",
+    "http://127.0.0.1%2f@8.8.8.8/x",
+    "http://127.0.0.1%5c@8.8.8.8/x",
+    "http://127.0.0.1%40@8.8.8.8/x",
+    "http://127.0.0.1%2F.example.com/x",
+    "http://127.0.0.1 @8.8.8.8/x",
+    "http://127.0.0.1:{port} /x",
+    "http://127.0.0.1\t:{port}/x",
+    "http://bad\x00host:{port}/x",
+    "http://2130706433:{port}/x",  # decimal 127.0.0.1
+    "http://0x7f000001:{port}/x",
+    "http://0x7f.0.0.1:{port}/x",
+    "http://0177.0.0.1:{port}/x",  # octal
+    "http://127.1:{port}/x",
+]
+LOOPBACK_NAMES = ["http://localhost:{port}/x", "http://[::ffff:7f00:1]:{port}/x", "http://[::1]:{port}/x"]
+
+
+class TestParserTricks:
+    @pytest.mark.parametrize("url", PARSER_TRICKS)
+    def test_a_tricky_url_is_refused_at_create_even_where_private_targets_are_allowed(
+        self, url, project, users, loopback_allowed
+    ):
+        with pytest.raises(ValidationError):
+            services.webhook_create(project=project, user=users["alice"], url=url.format(port=8080))
+        assert not Webhook.objects.exists()
+
+    @pytest.mark.parametrize("url", PARSER_TRICKS + LOOPBACK_NAMES)
+    def test_a_tricky_or_loopback_url_is_refused_by_patch(self, url, client, project, users, private_refused):
+        webhook = services.webhook_create(project=project, user=users["alice"], url="https://93.184.215.14/h")
+        client_for(client, users["alice"])
+
+        response = client.patch(api_url(project, webhook), {"url": url.format(port=8080)}, "application/json")
+
+        assert response.status_code == 400
+        assert response.json()["url"]
+        webhook.refresh_from_db()
+        assert webhook.url == "https://93.184.215.14/h"
+
+    @pytest.mark.parametrize("url", PARSER_TRICKS + LOOPBACK_NAMES)
+    def test_a_stored_tricky_url_reaches_nothing_at_send_time(
+        self, url, receiver, project, users, private_refused, django_capture_on_commit_callbacks
+    ):
+        # As if saved before these rules, or written straight into the database.
+        Webhook.objects.create(project=project, url=url.format(port=receiver.server_address[1]))
+
+        [delivery_id] = fire(django_capture_on_commit_callbacks, project)
+
+        assert receiver.received == []
+        delivery = WebhookDelivery.objects.get(id=delivery_id)
+        assert delivery.status == WebhookDelivery.Status.FAILED
+        assert delivery.attempts == 1
+        assert delivery.response_body == ""
+        assert "Refused" in delivery.error
+
+    def test_localhost_from_etc_hosts_is_refused(self, project, users, private_refused):
+        with pytest.raises(ValidationError, match=r"localhost resolves to (127\.0\.0\.1|::1)"):
+            services.webhook_create(project=project, user=users["alice"], url="http://localhost/x")
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch):
+    """hooks.example.com answers 127.0.0.1 once, then a name that does not exist: what a DNS
+    rebinding attacker does between the check and the connection."""
+    real = socket.getaddrinfo
+    asked = []
+
+    def fake(host, *args, **kwargs):
+        if host == "hooks.example.com":
+            asked.append(host)
+            if len(asked) > 1:
+                raise socket.gaierror(socket.EAI_NONAME, "rebound")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return asked
+
+
+def test_a_delivery_connects_to_the_checked_address_and_speaks_to_the_name(
+    receiver, project, users, loopback_allowed, rebinding_dns, django_capture_on_commit_callbacks
+):
+    port = receiver.server_address[1]
+    Webhook.objects.create(project=project, url=f"http://hooks.example.com:{port}/hook?x=1")
+
+    [delivery_id] = fire(django_capture_on_commit_callbacks, project)
+
+    delivery = WebhookDelivery.objects.get(id=delivery_id)
+    assert delivery.status == WebhookDelivery.Status.SUCCEEDED, delivery.error
+    assert rebinding_dns == ["hooks.example.com"]  # resolved once, by the check
+    [request] = receiver.received
+    assert request["headers"]["Host"] == f"hooks.example.com:{port}"
+    assert request["path"] == "/hook?x=1"
+
+
+def test_https_sends_and_verifies_the_name_not_the_pinned_address():
+    target = targets.Target("https", "hooks.example.com", 443, "/h", "93.184.215.14")
+    adapter = targets._PinnedAdapter(target.host)
+
+    pool = adapter.poolmanager.connection_from_url(target.pinned_url)
+
+    assert target.pinned_url == "https://93.184.215.14:443/h"
+    assert target.host_header == "hooks.example.com"
+    assert pool.host == "93.184.215.14"
+    assert pool.conn_kw["server_hostname"] == pool.assert_hostname == "hooks.example.com"
 
 
 def api_url(project, webhook=None, deliveries=False) -> str:

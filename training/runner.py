@@ -16,6 +16,7 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from facelabel.claims import ClaimHeartbeat, on_fresh_connection
 from inference.models import EMOTIONS
 
 from . import data, plots
@@ -38,8 +39,15 @@ def run(trial_id: int, *, verbose: int = 0) -> Trial:
     trial = Trial.objects.get(pk=trial_id)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"trial-{trial.pk}-"))
+    # Beats from a thread of their own as well: loading data, validating and saving run for
+    # minutes without a batch end, and a short timeout must not take them for a lost worker.
+    running = Trial.objects.filter(pk=trial.pk, status=Trial.Status.RUNNING)
+    beat = ClaimHeartbeat(
+        lambda: running.update(heartbeat_at=timezone.now()), settings.TRAINING_HEARTBEAT_TIMEOUT, "trial"
+    )
     try:
-        _train_and_store(trial, workdir, verbose)
+        with beat:
+            _train_and_store(trial, workdir, verbose)
         status, error = Trial.Status.SUCCEEDED, ""
     except TrialCancelled:
         status, error = Trial.Status.CANCELLED, ""
@@ -51,7 +59,8 @@ def run(trial_id: int, *, verbose: int = 0) -> Trial:
     trial.status, trial.error = status, error
     trial.finished_at = timezone.now()
     trial.seconds_total = round(time.monotonic() - started, 1)
-    trial.save(update_fields=["status", "error", "finished_at", "seconds_total"])
+    # On a new connection: the fault that ended the trial may have been the database's.
+    on_fresh_connection(lambda: trial.save(update_fields=["status", "error", "finished_at", "seconds_total"]))
     return trial
 
 

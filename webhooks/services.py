@@ -6,13 +6,10 @@ sends each one, and the row records every attempt, so the admin shows what the r
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -24,6 +21,7 @@ from django.utils import timezone
 from projects.models import Project
 
 from .models import Event, Webhook, WebhookDelivery, new_secret
+from .targets import UnresolvableHost, pinned_post, target_check, target_validate
 
 logger = logging.getLogger(__name__)
 
@@ -89,71 +87,6 @@ def _clean_events(events: list[str] | None) -> list[str]:
     if not events:
         raise ValidationError({"events": "Choose at least one event."})
     return [event for event in Event.values if event in events]  # stable order, no duplicates
-
-
-# --- target checks (SSRF) -----------------------------------------------------------------------
-
-
-class UnresolvableHost(ValidationError):
-    pass
-
-
-def target_validate(url: str) -> None:
-    """Refuse URLs a webhook must not call: anything but http(s), and hosts that resolve to a
-    private, loopback, link-local, multicast, reserved or unspecified address (unless
-    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS). Otherwise any project owner could make the server
-    probe the internal network or a cloud metadata endpoint."""
-    host, port = _host_and_port(url)
-    if settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
-        return
-    try:
-        addresses = _resolve(host, port)
-    except (OSError, ValueError) as exc:  # ValueError: a label IDNA cannot encode, a NUL byte
-        raise UnresolvableHost({"url": f"The host {host!r} could not be resolved."}) from exc
-    _refuse_private(host, addresses)
-
-
-def _host_and_port(url: str) -> tuple[str, int]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError({"url": f"Not a valid URL: {exc}."}) from exc
-    if parts.scheme not in {"http", "https"}:
-        raise ValidationError({"url": "Webhook URLs must start with http:// or https://."})
-    if not parts.hostname:
-        raise ValidationError({"url": "The URL has no host."})
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
-
-
-def _refuse_private(host: str, addresses: list[str]) -> None:
-    # Every address counts: the HTTP client may connect to any of them.
-    for address in addresses:
-        if not _is_public(ipaddress.ip_address(address.split("%", 1)[0])):
-            raise ValidationError(
-                {"url": f"{host} resolves to {address}, a private, loopback or reserved address."}
-            )
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address):
-        # ::ffff:127.0.0.1 and 2002:7f00:1::/48 reach IPv4 hosts: judge the IPv4 address inside.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None:
-            return _is_public(embedded)
-    return ip.is_global and not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 # --- events and deliveries ----------------------------------------------------------------------
@@ -263,8 +196,9 @@ def signature(secret: str, body: bytes) -> str:
 def _post(delivery: WebhookDelivery) -> _Outcome:
     webhook = delivery.webhook
     try:
-        # Checked again at send time: the host's DNS may point somewhere else since it was saved.
-        target_validate(webhook.url)
+        # Checked again at send time, and the request goes to the address checked now: the
+        # host's DNS may point somewhere else since it was saved, or between check and connect.
+        target = target_check(webhook.url)
     except UnresolvableHost as exc:
         return _Outcome(retryable=True, error="; ".join(exc.messages))  # maybe a passing DNS outage
     except ValidationError as exc:
@@ -278,15 +212,7 @@ def _post(delivery: WebhookDelivery) -> _Outcome:
         "X-Facelabel-Signature": signature(webhook.secret, body),
     }
     try:
-        # No redirects: a redirect could send the request on to an address the check refuses.
-        with requests.post(
-            webhook.url,
-            data=body,
-            headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
+        with pinned_post(target, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT) as response:
             return _judge(response)
     except (requests.Timeout, requests.ConnectionError) as exc:
         return _Outcome(retryable=True, error=f"{type(exc).__name__}: {exc}"[:RESPONSE_BODY_CHARS])

@@ -46,6 +46,11 @@
       });
       result.append(list);
     }
+    if (data.rejected_count > data.rejected.length) {
+      const more = document.createElement("p");
+      more.textContent = `${data.rejected_count - data.rejected.length} more on the batch's page.`;
+      result.append(more);
+    }
   }
 
   form.addEventListener("submit", (event) => {

@@ -157,6 +157,10 @@ class Stack:
         return process
 
     def start_web(self) -> None:
+        if self.listener is None:  # started again after a kill: a new port of its own
+            self.listener = bound_socket()
+            self.port = self.listener.getsockname()[1]
+            self.url = f"http://127.0.0.1:{self.port}"
         listener = self.listener.fileno()
         self._spawn(
             "web",

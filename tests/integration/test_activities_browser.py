@@ -71,6 +71,7 @@ def chromium(tmp_path_factory):
 @pytest.fixture
 def open_page(chromium, live_server, active_model):
     contexts = []
+    blocked = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def open_page(path: str, camera: str = "camera", clock: bool = False, **context_options):
@@ -79,6 +80,11 @@ def open_page(chromium, live_server, active_model):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(60_000)
+        # The pages run under their Content-Security-Policy: anything it blocks is a bug.
+        page.on(
+            "console",
+            lambda message: blocked.append(message.text) if "Security Policy" in message.text else None,
+        )
         if clock:
             page.clock.install(time=CLOCK_START)
         page.goto(f"{live_server.url}{path}")
@@ -90,6 +96,7 @@ def open_page(chromium, live_server, active_model):
     yield open_page
     for context in contexts:
         context.close()
+    assert blocked == []
 
 
 def shot(page, name: str) -> None:

@@ -3,12 +3,14 @@ project, drop images on the upload page, watch them get labeled, download the ex
 
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.factories import face_jpeg
 from tests.integration.stack import need
@@ -36,8 +38,15 @@ def browser_page():
         context = browser.new_context(accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(60_000)  # one page load on a loaded 2-core CI box
+        # The pages run under their Content-Security-Policy: anything it blocks is a bug.
+        blocked = []
+        page.on(
+            "console",
+            lambda message: blocked.append(message.text) if "Security Policy" in message.text else None,
+        )
         yield page
         browser.close()
+        assert blocked == []
 
 
 def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_path):
@@ -74,7 +83,8 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     page.screenshot(path=str(ARTIFACTS / "upload.png"))
     page.click("#batch-link")
     page.wait_for_url("**/projects/*/batches/*/")
-    page.wait_for_function("document.getElementById('status')?.textContent === 'done'", timeout=120_000)
+    # Locators, not wait_for_function: that evaluates a string, which the page's CSP forbids.
+    expect(page.locator("#status")).to_have_text("done", timeout=120_000)
     assert page.text_content("#labeled") == "6"
     page.screenshot(path=str(ARTIFACTS / "batch.png"))
 
@@ -85,10 +95,9 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     # reviewed only once the server has saved it, which the export below depends on.
     page.locator(".thumb").first.focus()
     page.keyboard.press("2")
-    page.wait_for_function(
-        "(card => card.classList.contains('reviewed') "
-        "&& card.querySelector('.final-label').textContent === 'disgust')(document.querySelector('.thumb'))"
-    )
+    first_card = page.locator(".thumb").first
+    expect(first_card).to_have_class(re.compile(r"\breviewed\b"), timeout=60_000)
+    expect(first_card.locator(".final-label")).to_have_text("disgust")
     page.screenshot(path=str(ARTIFACTS / "review.png"))
 
     page.click("text=Summary")
@@ -155,5 +164,5 @@ def test_enter_accepts_the_label_the_card_shows_and_refuses_a_stale_one(make_sta
     page.screenshot(path=str(ARTIFACTS / "accept-stale.png"))
     # What the card shows now is what Enter confirms.
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('.thumb.reviewed').length === 2")
+    expect(page.locator(".thumb.reviewed")).to_have_count(2, timeout=60_000)
     assert stack.sql(reviewed, (project_id,)) == [("sad",), ("happy",)]
