@@ -72,7 +72,11 @@ def _heat_rows(run: AuditRun | None) -> list[tuple[str, list[dict]]]:
     rows = []
     for emotion, counts in zip(EMOTIONS, run.summary["calibrated_joint"], strict=True):
         total = sum(counts) or 1
-        rows.append((emotion, [{"count": n, "share": round(n / total, 3)} for n in counts]))
+        # The shade stops at 60 % red so dark text stays readable (WCAG AA) on the fullest cell.
+        cells = [
+            {"count": n, "share": round(n / total, 3), "shade": round(0.6 * n / total, 3)} for n in counts
+        ]
+        rows.append((emotion, cells))
     return rows
 
 

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from inference.models import EMOTIONS
@@ -42,7 +43,7 @@ def audit_create(request, project_id: int):
     project = project_selectors.project_get_for_user(request.user, project_id, Role.REVIEWER)
     try:
         services.audit_start(project=project, user=request.user, kind=request.POST.get("kind", ""))
-        messages.success(request, "The audit is queued; this page shows its results when it is done.")
+        messages.success(request, _("The audit is queued; this page shows its results when it is done."))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     return redirect("audit:health", project.id)

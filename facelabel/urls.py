@@ -16,3 +16,5 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("projects.urls")),
 ]
+
+handler400 = "projects.views.bad_request"

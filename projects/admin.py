@@ -4,7 +4,7 @@ from django.http import FileResponse, Http404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from .models import Batch, Export, Image, Membership, Project
+from .models import Batch, Export, Image, LabelChange, Membership, Project
 
 
 class MembershipInline(admin.TabularInline):
@@ -100,3 +100,19 @@ class ExportAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "status", "image_count", "requested_by", "created_at", "finished_at"]
     list_filter = ["status"]
     readonly_fields = ["file", "claim_token", "claimed_at", "attempts", "error"]
+
+
+@admin.register(LabelChange)
+class LabelChangeAdmin(admin.ModelAdmin):
+    """Read-only: the history is what happened; undo in the app writes new rows."""
+
+    list_display = ["at", "project", "image", "user", "from_label", "to_label", "how", "undone_at"]
+    list_filter = ["how"]
+    list_select_related = ["project", "image", "user"]
+    search_fields = ["image__original_name", "user__username"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

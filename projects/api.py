@@ -26,7 +26,7 @@ from inference.models import EMOTIONS, Emotion
 
 from . import selectors, services
 from .imports import UploadRefused, check_upload_request, too_many_files
-from .models import Batch, Export, Image, LabelPolicy, Membership, Project, Role
+from .models import Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
 
 # Ids beyond a 64-bit integer cannot name a row, and the database driver raises an overflow
 # error (a 500) on them where Django does not catch it first (`in` lookups, the batch filter).
@@ -555,7 +555,7 @@ class ImageDetailView(ProjectScopedView):
         label = _valid(ImageReviewSerializer, request.data)["reviewed_label"]
         with service_errors():
             if label is None:
-                image = services.image_clear_review(image=image)
+                image = services.image_clear_review(image=image, user=request.user)
             else:
                 image = services.image_set_label(image=image, user=request.user, label=label)
         return Response(ImageDetailSerializer(image).data)
@@ -576,7 +576,11 @@ class ImageBulkAcceptView(ProjectScopedView):
             try:
                 if data["label"] is None:
                     changed = services.images_accept(
-                        project=project, image_ids=data["ids"], user=request.user, shown=data["shown"]
+                        project=project,
+                        image_ids=data["ids"],
+                        user=request.user,
+                        shown=data["shown"],
+                        how=LabelChange.How.BULK,
                     )
                 else:
                     changed = services.images_set_label(
@@ -586,6 +590,74 @@ class ImageBulkAcceptView(ProjectScopedView):
                 body = {"detail": exc.messages, "final_labels": exc.final_labels}
                 return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(BulkAcceptedSerializer({"changed": changed}).data)
+
+
+class LabelChangeSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = LabelChange
+        fields = ["id", "at", "user", "from_label", "to_label", "how", "action", "undone_at"]
+        read_only_fields = fields
+
+
+class ImageHistoryView(ProjectScopedView, generics.ListAPIView):
+    serializer_class = LabelChangeSerializer
+    pagination_class = ImagePagination
+
+    def get_queryset(self):
+        return selectors.image_history(selectors.image_get(self.project(), self.kwargs["image_id"]))
+
+    @extend_schema(
+        tags=["images"],
+        responses={200: LabelChangeSerializer(many=True), **READ_ERRORS},
+        description="Every change of the image's reviewed label, newest first: who, when, from, to "
+        "and how (single, keyboard, bulk, accept, policy, undo, redo). Empty labels mean no reviewed "
+        "label. Rows of one action share `action`; `undone_at` is set while it is undone.",
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TakeSuggestionsView(ProjectScopedView):
+    @extend_schema(
+        tags=["images"],
+        request=None,
+        parameters=IMAGE_FILTERS,
+        responses={200: BulkAcceptedSerializer, **WRITE_ERRORS},
+        description="Every unreviewed image matching the filters whose audit suggestion is confident "
+        "gets that label as its reviewed label: one action, undone as one step.",
+    )
+    def post(self, request, project_id: int):
+        project = self.project(Role.REVIEWER)
+        filters = selectors.ImageFilters.from_query(request.query_params)
+        ids = selectors.images_filtered(project, filters).order_by().values("id")
+        changed = services.images_take_confident_suggestions(
+            project=project, user=request.user, image_ids=ids
+        )
+        return Response(BulkAcceptedSerializer({"changed": changed}).data)
+
+
+class UndoneSerializer(serializers.Serializer):
+    changed = serializers.IntegerField(help_text="Images whose reviewed label changed back (or again).")
+
+
+class LabelUndoView(ProjectScopedView):
+    redo = False
+
+    @extend_schema(
+        tags=["images"],
+        request=None,
+        responses={200: UndoneSerializer, **WRITE_ERRORS},
+        description="Undo (or redo) your latest review action in this project; a bulk action is one "
+        "step. Images someone else changed since are left alone. 400 when there is nothing to undo.",
+    )
+    def post(self, request, project_id: int):
+        project = self.project(Role.REVIEWER)
+        replay = services.label_redo if self.redo else services.label_undo
+        with service_errors():
+            changed = replay(project=project, user=request.user)
+        return Response(UndoneSerializer({"changed": changed}).data)
 
 
 # --- Exports ------------------------------------------------------------------------------------
@@ -659,6 +731,14 @@ urlpatterns = [
     path(P + "images/", ImageListView.as_view(), name="api-images"),
     path(P + "images/bulk-accept/", ImageBulkAcceptView.as_view(), name="api-images-bulk-accept"),
     path(P + "images/<int:image_id>/", ImageDetailView.as_view(), name="api-image"),
+    path(P + "images/<int:image_id>/history/", ImageHistoryView.as_view(), name="api-image-history"),
+    path(
+        P + "images/take-confident-suggestions/",
+        TakeSuggestionsView.as_view(),
+        name="api-images-take-suggestions",
+    ),
+    path(P + "images/undo/", LabelUndoView.as_view(), name="api-images-undo"),
+    path(P + "images/redo/", LabelUndoView.as_view(redo=True), name="api-images-redo"),
     path(P + "exports/", ExportListView.as_view(), name="api-exports"),
     path(P + "exports/<int:export_id>/", ExportDetailView.as_view(), name="api-export"),
     path(P + "exports/<int:export_id>/download/", ExportDownloadView.as_view(), name="api-export-download"),

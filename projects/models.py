@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from inference.models import Emotion
@@ -272,3 +273,41 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"Export {self.pk} of {self.project}"
+
+
+class LabelChange(models.Model):
+    """One change of an image's reviewed label: who, when, from what, to what, and how.
+
+    Rows written by one user action share `action`, so a bulk action is undone as one step.
+    Empty labels mean "no reviewed label" (the final label then follows the project's policy).
+    """
+
+    class How(models.TextChoices):
+        SINGLE = "single", _("single")
+        KEYBOARD = "keyboard", _("keyboard")
+        BULK = "bulk", _("bulk")
+        ACCEPT = "accept", _("accept")
+        POLICY = "policy", _("policy")
+        UNDO = "undo", _("undo")
+        REDO = "redo", _("redo")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="label_changes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+    from_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    to_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    how = models.CharField(max_length=10, choices=How.choices)
+    action = models.UUIDField(default=uuid.uuid4, db_index=True)
+    # Set on an action's rows once it was undone (and cleared again by redo): the undo stack.
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["image", "at"]),
+            models.Index(fields=["project", "user", "at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}: {self.from_label or '-'} -> {self.to_label or '-'} ({self.how})"

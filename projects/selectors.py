@@ -1,15 +1,17 @@
 """Reads: which projects a user may see, the review grid's filters, progress and summaries."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, F, QuerySet, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from inference.models import EMOTIONS
 
@@ -20,6 +22,7 @@ from .models import (
     Batch,
     Export,
     Image,
+    LabelChange,
     LabelPolicy,
     Membership,
     Project,
@@ -229,6 +232,56 @@ def image_get(project: Project, image_id: int) -> Image:
     return image
 
 
+def image_final_label_source(image: Image) -> str:
+    """Where the image's final label comes from, in words (final_label_under's branches)."""
+    policy = image.project.label_policy
+    if image.reviewed_label:
+        return _("reviewed by %(user)s") % {
+            "user": image.reviewed_by.get_username() if image.reviewed_by else "?"
+        }
+    if policy == LabelPolicy.ORIGINAL_SUGGESTED and image.suggestion_confident and image.suggested_label:
+        return _("the audit's confident suggestion (project policy)")
+    if policy == LabelPolicy.MODEL and not image.unsure_reason and image.predicted_label:
+        return _("the model (project policy)")
+    if image.original_label:
+        return _("the original label (project policy)")
+    if image.predicted_label and not image.unsure_reason:
+        return _("the model: there is no original label")
+    return _("none: exported to unsure/")
+
+
+def image_probabilities(image: Image) -> list[tuple[str, float]]:
+    """All seven emotions with the model's probability, in the project's emotion order."""
+    probabilities = image.probabilities or {}
+    return [(emotion, float(probabilities.get(emotion) or 0.0)) for emotion in EMOTIONS]
+
+
+def image_history(image: Image) -> QuerySet[LabelChange]:
+    """Every change of the image's reviewed label, newest first, with its author."""
+    return image.label_changes.select_related("user").order_by("-at", "-id")
+
+
+# Undo and redo work on the user's own actions in a project; undo and redo rows themselves are
+# history, not steps (undoing an undo is a redo).
+_STEPS = ~Q(how__in=[LabelChange.How.UNDO, LabelChange.How.REDO])
+
+
+def label_action_to_undo(project: Project, user) -> uuid.UUID | None:
+    """The user's latest action that is not undone."""
+    steps = LabelChange.objects.filter(_STEPS, project=project, user=user, undone_at=None)
+    return steps.order_by("-at", "-id").values_list("action", flat=True).first()
+
+
+def label_action_to_redo(project: Project, user) -> uuid.UUID | None:
+    """The action the user undid last, unless they did something new after undoing it."""
+    mine = LabelChange.objects.filter(_STEPS, project=project, user=user)
+    undone = mine.exclude(undone_at=None).order_by("-undone_at", "-id")
+    undone = undone.values_list("action", "undone_at").first()
+    if undone is None or mine.filter(undone_at=None, at__gt=undone[1]).exists():
+        return None
+    return undone[0]
+
+
 def batch_get(project: Project, batch_id: int) -> Batch:
     batch = Batch.objects.filter(project=project, id=batch_id).first()
     if batch is None:
@@ -347,3 +400,61 @@ def images_for_export(project: Project) -> QuerySet:
             "unsure_reason",
         )
     )
+
+
+CONFIDENCE_BINS = 10
+
+
+def project_charts(project: Project, summary: dict) -> dict:
+    """What the summary page draws: class balance (original against final label), the model's
+    confidence in ten bins, and the confusion matrix's cells with the grid filter each opens.
+    Widths are percentages of the largest bar, so the page needs no charting script."""
+    images = Image.objects.filter(project=project)
+    originals = dict(
+        images.exclude(original_label="").values_list("original_label").annotate(n=Count("id")).order_by()
+    )
+    finals = dict(summary["final_counts"])
+    top = max([*originals.values(), *finals.values(), 1])
+    balance = [
+        {
+            "emotion": emotion,
+            "original": originals.get(emotion, 0),
+            "final": finals.get(emotion, 0),
+            "original_width": round(100 * originals.get(emotion, 0) / top, 1),
+            "final_width": round(100 * finals.get(emotion, 0) / top, 1),
+        }
+        for emotion in EMOTIONS
+    ]
+    step = 1 / CONFIDENCE_BINS
+    counts = images.aggregate(
+        **{
+            f"bin{i}": Count(
+                "id",
+                filter=Q(confidence__gte=i * step)
+                & (Q(confidence__lt=(i + 1) * step) if i < CONFIDENCE_BINS - 1 else Q(confidence__lte=1)),
+            )
+            for i in range(CONFIDENCE_BINS)
+        }
+    )
+    highest = max([*counts.values(), 1])
+    histogram = [
+        {
+            "low": round(i * step, 2),
+            "high": round((i + 1) * step, 2),
+            "count": counts[f"bin{i}"],
+            "height": round(100 * counts[f"bin{i}"] / highest, 1),
+        }
+        for i in range(CONFIDENCE_BINS)
+    ]
+    largest = max([n for _, row in summary["confusion"] for n in row] + [1])
+    confusion = [
+        (
+            original,
+            [
+                {"predicted": predicted, "count": n, "shade": round(0.6 * n / largest, 3)}
+                for predicted, n in zip(EMOTIONS, row, strict=True)
+            ],
+        )
+        for original, row in summary["confusion"]
+    ]
+    return {"balance": balance, "histogram": histogram, "confusion": confusion}

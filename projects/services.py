@@ -19,12 +19,15 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from facelabel.claims import ClaimHeartbeat
+from facelabel.rows import rows_insert
 from inference.models import EMOTIONS
 
+from . import selectors
 from .imports import ImportedImage, Rejection, iter_upload
-from .models import Batch, Export, Image, LabelPolicy, Membership, Project, Role
+from .models import Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ STORAGE_THREADS = 2
 def project_create(*, user, name: str, description: str = "") -> Project:
     name = name.strip()
     if not name:
-        raise ValidationError("A project needs a name.")
+        raise ValidationError(_("A project needs a name."))
     with transaction.atomic():
         project = Project.objects.create(name=name[:200], description=description, created_by=user)
         Membership.objects.create(project=project, user=user, role=Role.OWNER)
@@ -55,7 +58,7 @@ def project_update(*, project: Project, user=None, **fields) -> Project:
     if "name" in fields:
         fields["name"] = fields["name"].strip()[:200]
         if not fields["name"]:
-            raise ValidationError("A project needs a name.")
+            raise ValidationError(_("A project needs a name."))
     for name, value in fields.items():
         setattr(project, name, value)
     if fields:
@@ -78,9 +81,11 @@ def member_set(*, project: Project, username: str, role: str) -> Membership:
         raise ValidationError(f"Unknown role {role!r}.")
     user = get_user_model().objects.filter(username=username.strip(), is_active=True).first()
     if user is None:
-        raise ValidationError(f"There is no user called {username!r}. An admin adds team members.")
+        raise ValidationError(
+            _("There is no user called “%(name)s”. An admin adds team members.") % {"name": username.strip()}
+        )
     with transaction.atomic():
-        membership, _ = Membership.objects.select_for_update().get_or_create(
+        membership, _created = Membership.objects.select_for_update().get_or_create(
             project=project, user=user, defaults={"role": role}
         )
         if membership.role != role:
@@ -94,7 +99,7 @@ def member_remove(*, project: Project, user_id: int) -> None:
     with transaction.atomic():
         membership = Membership.objects.select_for_update().filter(project=project, user_id=user_id).first()
         if membership is None:
-            raise ValidationError("That user is not a member of this project.")
+            raise ValidationError(_("That user is not a member of this project."))
         _refuse_last_owner_change(membership, None)
         membership.delete()
 
@@ -104,7 +109,7 @@ def _refuse_last_owner_change(membership: Membership, new_role: str | None) -> N
     if membership.role == Role.OWNER and new_role != Role.OWNER:
         owners = Membership.objects.filter(project=membership.project, role=Role.OWNER).count()
         if owners <= 1:
-            raise ValidationError("A project keeps at least one owner.")
+            raise ValidationError(_("A project keeps at least one owner."))
 
 
 class UploadInProgress(Exception):
@@ -263,7 +268,7 @@ class _BatchFiller:
             if error is not None:
                 raise error
             with transaction.atomic():
-                Image.objects.bulk_create([_image_row(self.batch, item, *names) for item, names in stored])
+                rows_insert(Image, [_image_row(self.batch, item, *names) for item, names in stored])
                 Batch.objects.filter(id=self.batch.id).update(heartbeat_at=timezone.now())
                 # Labeling starts on each slice as it commits: it never waits for the rest.
                 transaction.on_commit(lambda: _queue_labeling(self.batch.id), robust=True)
@@ -409,76 +414,188 @@ class FinalLabelChanged(ValidationError):
         super().__init__(f"The final label changed since this page was loaded ({now}); nothing was accepted.")
 
 
-def image_set_label(*, image: Image, user, label: str | None) -> Image:
+How = LabelChange.How
+LABEL_WRITE_SLICE = 2000
+
+
+def image_set_label(*, image: Image, user, label: str | None, how: str = How.SINGLE) -> Image:
     """Review one image: `label` overrides the final label; None accepts it (image_accept)."""
     if label is None:
-        return image_accept(image=image, user=user)
+        return image_accept(image=image, user=user, how=how)
     if label not in EMOTIONS:
         raise ValidationError(f"{label!r} is not one of the seven emotions.")
-    image.reviewed_label = label
-    image.reviewed_by = user
-    image.reviewed_at = timezone.now()
-    image.save(update_fields=["reviewed_label", "reviewed_by", "reviewed_at"])
+    _labels_write(project=image.project, image_ids=[image.id], user=user, how=how, label=label)
+    image.refresh_from_db()
     return image
 
 
-def image_accept(*, image: Image, user, shown: str | None = None) -> Image:
+def image_accept(*, image: Image, user, shown: str | None = None, how: str = How.ACCEPT) -> Image:
     """Accept: the image's final label under the project's policy, as it is now, becomes its
     reviewed label. `shown` is the final label the reviewer saw; if it is no longer the final
     label, FinalLabelChanged is raised and nothing is written."""
     shown_by_id = None if shown is None else {image.id: shown}
-    if not images_accept(project=image.project, image_ids=[image.id], user=user, shown=shown_by_id):
+    if not images_accept(project=image.project, image_ids=[image.id], user=user, shown=shown_by_id, how=how):
         raise ValidationError("This image has no label to accept yet.")
     image.refresh_from_db()
     return image
 
 
 def images_accept(
-    *, project: Project, image_ids: list[int], user, shown: dict[int, str] | None = None
+    *,
+    project: Project,
+    image_ids: Iterable[int],
+    user,
+    shown: dict[int, str] | None = None,
+    how: str = How.ACCEPT,
 ) -> int:
     """Bulk Accept: every chosen image that has a final label gets it confirmed as its reviewed
     label; returns how many. With `shown` (image id -> the final label the page showed), nothing
     is written if any of them is no longer the final label (FinalLabelChanged)."""
+
+    def final_if_still_shown(rows: list[Image]) -> dict[int, str]:
+        finals = {image.id: image.final_label for image in rows}
+        changed = {i: finals[i] for i, label in (shown or {}).items() if i in finals and finals[i] != label}
+        if changed:
+            raise FinalLabelChanged(changed)
+        return {image_id: label for image_id, label in finals.items() if label}
+
+    return _labels_write(project=project, image_ids=image_ids, user=user, how=how, label=final_if_still_shown)
+
+
+def images_set_label(
+    *, project: Project, image_ids: Iterable[int], user, label: str | None, how: str = How.BULK
+) -> int:
+    """Bulk review: set `label` on every chosen image, or with None accept each final label."""
+    if label is None:
+        return images_accept(project=project, image_ids=image_ids, user=user, how=how)
+    if label not in EMOTIONS:
+        raise ValidationError(f"{label!r} is not one of the seven emotions.")
+    return _labels_write(project=project, image_ids=image_ids, user=user, how=how, label=label)
+
+
+def image_clear_review(*, image: Image, user=None, how: str = How.SINGLE) -> Image:
+    """Forget the reviewed label: the final label follows the project's policy again."""
+    _labels_write(project=image.project, image_ids=[image.id], user=user, how=how, label="")
+    image.refresh_from_db()
+    return image
+
+
+def images_take_confident_suggestions(
+    *, project: Project, user, image_ids: Iterable[int] | None = None
+) -> int:
+    """Every unreviewed image the audit is confident about gets the audit's suggested label as
+    its reviewed label, recorded as one undoable action; returns how many."""
+    images = Image.objects.filter(project=project, reviewed_label="", suggestion_confident=True)
+    images = images.exclude(suggested_label="")
+    if image_ids is not None:
+        images = images.filter(id__in=image_ids)
+
+    def suggested(rows: list[Image]) -> dict[int, str]:
+        # Checked again on the locked rows: an audit or a reviewer may have come in between.
+        still = [i for i in rows if i.suggestion_confident and i.suggested_label and not i.reviewed_label]
+        return {image.id: image.suggested_label for image in still}
+
+    ids = images.values_list("id", flat=True)
+    return _labels_write(project=project, image_ids=ids, user=user, how=How.POLICY, label=suggested)
+
+
+def _labels_write(
+    *,
+    project: Project,
+    image_ids: Iterable[int],
+    user,
+    how: str,
+    label: str | Callable[[list[Image]], dict[int, str]],
+) -> int:
+    """The one writer of reviewed labels: sets them and records each change in LabelChange under
+    one action id (one undo step). `label` is a label for every image ("" clears the review), or
+    a function from the locked rows to {image id: label}. Returns how many images it reviewed."""
     with transaction.atomic():
-        # Locked from the read to the write, so another reviewer's override in between is seen
-        # (and refused as a change) rather than overwritten by a label computed before it. The
+        # Locked from the read to the write, so another reviewer's change in between is seen
+        # (and, for Accept, refused) rather than overwritten by a label computed before it. The
         # project is read in the same query: its policy as it is now decides the final label.
-        rows = (
+        rows = list(
             Image.objects.select_for_update(of=("self",))
             .select_related("project")
             .filter(project=project, id__in=image_ids)
             .order_by("id")
         )
-        finals = {image.id: image.final_label for image in rows}
-        changed = {i: finals[i] for i, label in (shown or {}).items() if i in finals and finals[i] != label}
-        if changed:
-            raise FinalLabelChanged(changed)
-        by_label: dict[str, list[int]] = {}
-        for image_id, label in finals.items():
-            if label:
-                by_label.setdefault(label, []).append(image_id)
+        targets = label(rows) if callable(label) else {image.id: label for image in rows}
+        before = {image.id: image.reviewed_label for image in rows}
         now = timezone.now()
-        for label, ids in by_label.items():
-            Image.objects.filter(id__in=ids).update(reviewed_label=label, reviewed_by=user, reviewed_at=now)
-    return sum(len(ids) for ids in by_label.values())
+        by_label: dict[str, list[int]] = {}
+        for image_id, target in targets.items():
+            by_label.setdefault(target, []).append(image_id)
+        for target, ids in by_label.items():
+            # In slices: a bulk action over a whole filter may name more ids than SQLite takes
+            # in one statement. Cleared ("") means nobody reviewed it: no reviewer, no time.
+            for start in range(0, len(ids), LABEL_WRITE_SLICE):
+                Image.objects.filter(id__in=ids[start : start + LABEL_WRITE_SLICE]).update(
+                    reviewed_label=target,
+                    reviewed_by=user if target else None,
+                    reviewed_at=now if target else None,
+                )
+        action = uuid.uuid4()
+        changes = [
+            LabelChange(
+                project=project,
+                image_id=image_id,
+                user=user,
+                at=now,
+                from_label=before[image_id],
+                to_label=target,
+                how=how,
+                action=action,
+            )
+            for image_id, target in targets.items()
+            if before[image_id] != target
+        ]
+        LabelChange.objects.bulk_create(changes, batch_size=LABEL_WRITE_SLICE)
+    return len(targets)
 
 
-def images_set_label(*, project: Project, image_ids: list[int], user, label: str | None) -> int:
-    """Bulk review: set `label` on every chosen image, or with None accept each final label."""
-    if label is None:
-        return images_accept(project=project, image_ids=image_ids, user=user)
-    if label not in EMOTIONS:
-        raise ValidationError(f"{label!r} is not one of the seven emotions.")
-    images = Image.objects.filter(project=project, id__in=image_ids)
-    return images.update(reviewed_label=label, reviewed_by=user, reviewed_at=timezone.now())
+class NothingToUndo(ValidationError):
+    """The user has no action left to undo (or redo) in the project."""
 
 
-def image_clear_review(*, image: Image) -> Image:
-    image.reviewed_label = ""
-    image.reviewed_by = None
-    image.reviewed_at = None
-    image.save(update_fields=["reviewed_label", "reviewed_by", "reviewed_at"])
-    return image
+def label_undo(*, project: Project, user) -> int:
+    """Undo the user's latest not yet undone action in the project (all images of a bulk action
+    at once): each image gets back the reviewed label it had before, "" included. Images someone
+    changed since are left alone. Returns how many images changed back."""
+    with transaction.atomic():
+        action = selectors.label_action_to_undo(project, user)
+        if action is None:
+            raise NothingToUndo(_("There is nothing to undo."))
+        return _action_replay(project, user, action, backwards=True)
+
+
+def label_redo(*, project: Project, user) -> int:
+    """Redo the action the user undid last, unless they did something new since."""
+    with transaction.atomic():
+        action = selectors.label_action_to_redo(project, user)
+        if action is None:
+            raise NothingToUndo(_("There is nothing to redo."))
+        return _action_replay(project, user, action, backwards=False)
+
+
+def _action_replay(project: Project, user, action: uuid.UUID, *, backwards: bool) -> int:
+    changes = list(LabelChange.objects.select_for_update().filter(project=project, action=action))
+    # image id -> (the label the action, or its undo, left; the label to put back)
+    wanted = {c.image_id: (c.to_label, c.from_label) for c in changes}
+    if not backwards:
+        wanted = {image_id: (now, then) for image_id, (then, now) in wanted.items()}
+
+    def still_as_left(rows: list[Image]) -> dict[int, str]:
+        # Another reviewer's later change wins over the undo: only images still as the action
+        # (or its undo) left them go back.
+        return {i.id: wanted[i.id][1] for i in rows if i.reviewed_label == wanted[i.id][0]}
+
+    how = How.UNDO if backwards else How.REDO
+    ids = LabelChange.objects.filter(project=project, action=action).values("image_id")
+    changed = _labels_write(project=project, image_ids=ids, user=user, how=how, label=still_as_left)
+    undone_at = timezone.now() if backwards else None
+    LabelChange.objects.filter(project=project, action=action).update(undone_at=undone_at)
+    return changed
 
 
 def export_start(*, project: Project, user) -> Export:

@@ -7,6 +7,7 @@ app_name = "projects"
 urlpatterns = [
     path("", views.project_list, name="list"),
     path("projects/<int:project_id>/", views.project_detail, name="detail"),
+    path("projects/<int:project_id>/settings/", views.project_settings, name="settings"),
     path("projects/<int:project_id>/members/", views.members, name="members"),
     path("projects/<int:project_id>/upload/", views.upload, name="upload"),
     path("projects/<int:project_id>/batches/<int:batch_id>/", views.batch_detail, name="batch"),
@@ -17,6 +18,9 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/bulk/", views.images_bulk_label, name="bulk_label"),
+    path("projects/<int:project_id>/review/undo/", views.label_undo, name="label_undo"),
+    path("projects/<int:project_id>/review/redo/", views.label_undo, {"redo": True}, name="label_redo"),
+    path("projects/<int:project_id>/images/<int:image_id>/", views.image_detail, name="image"),
     path("projects/<int:project_id>/images/<int:image_id>/label/", views.image_label, name="image_label"),
     path(
         "projects/<int:project_id>/images/<int:image_id>/<str:kind>.jpg",

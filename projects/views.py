@@ -4,21 +4,25 @@ the selectors (404 for other teams, 403 below the needed role) and calls one ser
 import json
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
 from inference.models import EMOTIONS
 
 from . import selectors, services
 from .imports import UploadRefused, check_upload_request, too_many_files
-from .models import Export, Image, Role
+from .models import Export, Image, LabelChange, Role
 
 PAGE_SIZES = (24, 48, 96, 192)
 
@@ -45,10 +49,12 @@ def project_list(request):
 def project_detail(request, project_id: int):
     membership = selectors.membership_get(request.user, project_id)
     project = membership.project
+    summary = selectors.project_summary(project)
     context = {
         "project": project,
         "role": membership.role,
-        "summary": selectors.project_summary(project),
+        "summary": summary,
+        "charts": selectors.project_charts(project, summary),
         "label_policy": selectors.label_policy_in_force(project),
         "batches": project.batches.defer("rejected")[:20],
         "exports": project.exports.select_related("requested_by")[:10],
@@ -85,10 +91,59 @@ def members(request, project_id: int):
 
 
 @login_required
+def project_settings(request, project_id: int):
+    """Owners rename, describe and configure the project here, or delete it."""
+    project = selectors.project_get_for_user(request.user, project_id, Role.OWNER)
+    if request.method == "POST":
+        if "delete" in request.POST:
+            return _project_delete(request, project)
+        try:
+            services.project_update(
+                project=project,
+                user=request.user,
+                name=request.POST.get("name", ""),
+                description=request.POST.get("description", "").strip(),
+                relabel_on_new_model=request.POST.get("relabel_on_new_model") == "on",
+                label_policy=request.POST.get("label_policy", project.label_policy),
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, _("Settings saved."))
+        return redirect("projects:settings", project.id)
+    context = {
+        "project": project,
+        "role": Role.OWNER,
+        "label_policy": selectors.label_policy_in_force(project),
+    }
+    return render(request, "projects/settings.html", context)
+
+
+def _project_delete(request, project):
+    # Typing the name is the confirmation: a delete removes every image and export for good.
+    if request.POST.get("confirm_name", "").strip() != project.name:
+        messages.error(request, _("Type the project's name exactly to delete it."))
+        return redirect("projects:settings", project.id)
+    name = project.name
+    services.project_delete(project=project)
+    messages.success(request, _("Project “%(name)s” deleted.") % {"name": name})
+    return redirect("projects:list")
+
+
+@login_required
 def upload(request, project_id: int):
     project = selectors.project_get_for_user(request.user, project_id, Role.REVIEWER)
     if request.method != "POST":
-        return render(request, "projects/upload.html", {"project": project, "upload_token": uuid.uuid4()})
+        role = selectors.membership_get(request.user, project_id).role  # for the tabs only
+        context = {
+            "project": project,
+            "role": role,
+            "upload_token": uuid.uuid4(),
+            # upload.js splits a larger drop into requests under these limits.
+            "max_files": settings.UPLOAD_MAX_FILES,
+            "max_bytes": settings.UPLOAD_MAX_BYTES,
+        }
+        return render(request, "projects/upload.html", context)
     try:
         check_upload_request(None, _content_length(request))  # before the body is read
         try:
@@ -127,10 +182,12 @@ def _content_length(request) -> int | None:
 @login_required
 @require_GET
 def batch_detail(request, project_id: int, batch_id: int):
-    project = selectors.project_get_for_user(request.user, project_id)
+    membership = selectors.membership_get(request.user, project_id)
+    project = membership.project
     batch = selectors.batch_get(project, batch_id)
     context = {
         "project": project,
+        "role": membership.role,
         "batch": batch,
         "progress": selectors.batch_progress(batch),
         "rejections": selectors.batch_rejections(batch, request.GET.get("rejected_page")),
@@ -181,19 +238,50 @@ def _page_size(value) -> int:
 
 
 @login_required
+@require_GET
+def image_detail(request, project_id: int, image_id: int):
+    membership = selectors.membership_get(request.user, project_id)
+    image = selectors.image_get(membership.project, image_id)
+    context = {
+        "project": membership.project,
+        "role": membership.role,
+        "can_review": membership.role in (Role.REVIEWER, Role.OWNER),
+        "image": image,
+        "source": selectors.image_final_label_source(image),
+        "probabilities": selectors.image_probabilities(image),
+        "history": selectors.image_history(image)[:200],
+        "back": _review_return_url(request, project_id),
+    }
+    return render(request, "projects/image_detail.html", context)
+
+
+def _review_return_url(request, project_id: int) -> str:
+    # Only a path of this site: the query string is the grid's filter, never a redirect target.
+    back = request.GET.get("back", "")
+    if url_has_allowed_host_and_scheme(back, allowed_hosts=None) and back.startswith("/"):
+        return back
+    return reverse("projects:review", args=[project_id])
+
+
+@login_required
 @require_POST
 def image_label(request, project_id: int, image_id: int):
     project = selectors.project_get_for_user(request.user, project_id, Role.REVIEWER)
     image = selectors.image_get(project, image_id)
     payload = _json_body(request)
+    keyboard = payload.get("how") == LabelChange.How.KEYBOARD
+    how = LabelChange.How.KEYBOARD if keyboard else LabelChange.How.SINGLE
     try:
         if payload.get("clear"):
-            image = services.image_clear_review(image=image)
+            image = services.image_clear_review(image=image, user=request.user, how=how)
         elif "accept" in payload:
             # The grid sends the final label its card shows: Accept confirms that label or nothing.
-            image = services.image_accept(image=image, user=request.user, shown=str(payload["accept"] or ""))
+            shown = str(payload["accept"] or "")
+            how = how if keyboard else LabelChange.How.ACCEPT
+            image = services.image_accept(image=image, user=request.user, shown=shown, how=how)
         else:
-            image = services.image_set_label(image=image, user=request.user, label=payload.get("label"))
+            label = payload.get("label")
+            image = services.image_set_label(image=image, user=request.user, label=label, how=how)
     except services.FinalLabelChanged as exc:
         image.refresh_from_db()
         return JsonResponse({"error": " ".join(exc.messages), **_image_json(image)}, status=409)
@@ -205,27 +293,62 @@ def image_label(request, project_id: int, image_id: int):
 @login_required
 @require_POST
 def images_bulk_label(request, project_id: int):
+    """Bulk review of the picked `ids`, or with `filter` (the grid's query string) of every image
+    that matches it: set `label`, accept the final labels, or take the confident suggestions."""
     project = selectors.project_get_for_user(request.user, project_id, Role.REVIEWER)
     payload = _json_body(request)
-    ids = payload.get("ids")
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 1000:
+    ids = _bulk_ids(project, payload)
+    if ids is None:
         return JsonResponse({"error": "ids must be a list of at most 1000 image ids."}, status=400)
     try:
         shown = _shown_labels(payload.get("shown"))
     except (AttributeError, ValueError):
         return JsonResponse({"error": "shown must map image ids to the labels their cards show."}, status=400)
+    bulk = {"project": project, "image_ids": ids, "user": request.user}
     try:
-        if payload.get("label") is None and shown is not None:
-            changed = services.images_accept(project=project, image_ids=ids, user=request.user, shown=shown)
+        if payload.get("suggestions"):
+            changed = services.images_take_confident_suggestions(**bulk)
+        elif payload.get("label") is None and shown is not None:
+            changed = services.images_accept(**bulk, shown=shown, how=LabelChange.How.BULK)
         else:
-            changed = services.images_set_label(
-                project=project, image_ids=ids, user=request.user, label=payload.get("label")
-            )
+            changed = services.images_set_label(**bulk, label=payload.get("label"))
     except services.FinalLabelChanged as exc:
         return JsonResponse({"error": " ".join(exc.messages), "final_labels": exc.final_labels}, status=409)
     except ValidationError as exc:
         return JsonResponse({"error": " ".join(exc.messages)}, status=400)
     return JsonResponse({"changed": changed})
+
+
+def _bulk_ids(project, payload: dict):
+    """The picked ids (at most 1000), or a query of all images matching the grid's filter."""
+    if isinstance(payload.get("filter"), str):
+        filters = selectors.ImageFilters.from_query(QueryDict(payload["filter"]))
+        return selectors.images_filtered(project, filters).order_by().values("id")
+    ids = payload.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 1000:
+        return None
+    return ids
+
+
+@login_required
+@require_POST
+def label_undo(request, project_id: int, redo: bool = False):
+    """Undo or redo the user's last review action: JSON for the grid's script, else a redirect."""
+    project = selectors.project_get_for_user(request.user, project_id, Role.REVIEWER)
+    replay = services.label_redo if redo else services.label_undo
+    try:
+        changed = replay(project=project, user=request.user)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+        if request.headers.get("Accept") == "application/json":
+            return JsonResponse({"error": error}, status=400)
+        messages.info(request, error)
+    else:
+        if request.headers.get("Accept") == "application/json":
+            return JsonResponse({"changed": changed})
+        done = _("%(count)s labels set again.") if redo else _("%(count)s labels changed back.")
+        messages.success(request, done % {"count": changed})
+    return redirect(_review_return_url(request, project_id))
 
 
 def _shown_labels(value) -> dict[int, str] | None:
@@ -277,11 +400,13 @@ def export_create(request, project_id: int):
 @login_required
 @require_GET
 def export_detail(request, project_id: int, export_id: int):
-    project = selectors.project_get_for_user(request.user, project_id)
+    membership = selectors.membership_get(request.user, project_id)
+    project = membership.project
     export = selectors.export_get(project, export_id)
     if request.headers.get("Accept") == "application/json":
         return JsonResponse({"status": export.status, "images": export.image_count, "error": export.error})
-    return render(request, "projects/export_detail.html", {"project": project, "export": export})
+    context = {"project": project, "role": membership.role, "export": export}
+    return render(request, "projects/export_detail.html", context)
 
 
 @login_required
@@ -293,6 +418,14 @@ def export_download(request, project_id: int, export_id: int):
         raise Http404("This export is not ready.")
     filename = f"facelabel-project-{project.id}-export-{export.id}.zip"
     return FileResponse(default_storage.open(export.file.name, "rb"), as_attachment=True, filename=filename)
+
+
+def bad_request(request, exception=None):
+    """handler400. Django refuses a body past DATA_UPLOAD_MAX_NUMBER_FILES wherever it is first
+    read, and the CSRF check reads it before the upload view can: the uploader still gets why."""
+    if isinstance(exception, TooManyFilesSent):
+        return JsonResponse({"error": too_many_files().message}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 def healthz(request):

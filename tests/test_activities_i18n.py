@@ -13,12 +13,12 @@ LOCALE = ROOT / "locale"
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
-def po_entries(path: Path) -> dict[str, str]:
-    """msgid -> msgstr of a .po file: plain entries (the catalogue has no plurals or contexts),
-    multi-line strings joined, fuzzy entries reported as untranslated."""
+def po_entries(path: Path) -> dict:
+    """msgid -> msgstr of a .po file, multi-line strings joined, fuzzy entries reported as
+    untranslated. A plural entry gives one item per form, keyed (msgid, n) as gettext keys them."""
     entries, current, field, fuzzy = {}, {}, None, False
     for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
-        if line.startswith(("msgid ", "msgstr ")):
+        if line.startswith(("msgid ", "msgstr ", "msgid_plural ", "msgstr[")):
             field, _, value = line.partition(" ")
             current[field] = ast.literal_eval(value)
         elif line.startswith('"') and field:
@@ -26,11 +26,15 @@ def po_entries(path: Path) -> dict[str, str]:
         elif line.startswith("#,") and "fuzzy" in line:
             fuzzy = True
         elif not line.strip() and current:
-            assert "msgid_plural" not in current and "msgctxt" not in current
-            entries[current["msgid"]] = "" if fuzzy and current["msgid"] else current.get("msgstr", "")
+            assert "msgctxt" not in current
+            forms = {int(k[7:-1]): v for k, v in current.items() if k.startswith("msgstr[")}
+            if "msgid_plural" in current:
+                entries.update({(current["msgid"], n): "" if fuzzy else v for n, v in forms.items()})
+            else:
+                entries[current["msgid"]] = "" if fuzzy and current["msgid"] else current.get("msgstr", "")
             current, field, fuzzy = {}, None, False
-        elif line.startswith(("msgid_plural", "msgctxt", "msgstr[")):
-            raise AssertionError(f"{path}: the parser here knows no {line.split()[0]}")
+        elif line.startswith("msgctxt"):
+            raise AssertionError(f"{path}: the parser here knows no msgctxt")
     entries.pop("", None)  # the header
     return entries
 
@@ -57,8 +61,9 @@ def test_every_polish_entry_is_translated_and_keeps_its_placeholders():
     po = po_entries(LOCALE / "pl" / "LC_MESSAGES" / "django.po")
     assert len(po) > 150
     assert [msgid for msgid, msgstr in po.items() if not msgstr] == []
-    for msgid, msgstr in po.items():
-        assert sorted(PLACEHOLDER.findall(msgid)) == sorted(PLACEHOLDER.findall(msgstr)), msgid
+    for key, msgstr in po.items():
+        msgid = key[0] if isinstance(key, tuple) else key  # a plural form keeps the singular's
+        assert sorted(PLACEHOLDER.findall(msgid)) == sorted(PLACEHOLDER.findall(msgstr)), key
 
 
 def _template_strings() -> set[str]:

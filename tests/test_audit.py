@@ -322,7 +322,7 @@ class TestPages:
         assert qualities == sorted(qualities)
         page = response.content.decode()
         assert page.count('class="take-suggestion"') == 28 and page.count('class="keep-original"') == 28
-        assert "s: take the audit" in page
+        assert "<kbd>s</kbd></dt><dd>take the audit" in page  # the review page's list of keys
 
     def test_taking_the_suggestion_reviews_the_image(
         self, client, audited, users, django_capture_on_commit_callbacks

@@ -46,8 +46,8 @@ def test_a_late_result_from_a_worker_that_lost_its_claim_is_dropped(batch, activ
     second = inference.images_claim(batch.id, 6, retries=True)
     assert len(second.images) == 6
     model = load_model_version(active_model)
-    inference.images_label(second, active_model, model)
-    inference.images_label(first, active_model, model)
+    inference.images_label(second, inference.faces_read(second.images), active_model, model)
+    inference.images_label(first, inference.faces_read(first.images), active_model, model)
     assert list(Image.objects.values_list("times_labeled", flat=True)) == [1] * 6
 
 

@@ -238,7 +238,7 @@ class TestAcceptUnderEachPolicy:
         html = page.content.decode()
         assert f'data-id="{images["confident"].id}"' in html
         assert 'data-final="sad"' in html
-        assert "Enter or a: accept the final label shown" in html
+        assert "<kbd>Enter</kbd> / <kbd>a</kbd></dt><dd>accept the final label shown" in html
         assert "follow the project's policy: <b>keep original labels</b>" in html
 
 

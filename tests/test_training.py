@@ -247,6 +247,42 @@ def test_our_recipe_trains_with_cosine_decay_and_ships_a_flip_averaged_model(
     assert f"accuracy: {card_accuracy}" in out.getvalue()
 
 
+def test_a_trial_started_again_in_its_backup_folder_resumes_where_it_stopped(
+    faces_dir, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    import keras
+
+    from training import runner
+
+    class StopAtThirdEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("the machine went away")
+
+    callbacks = runner._callbacks
+    monkeypatch.setattr(runner, "_callbacks", lambda *args: [*callbacks(*args), StopAtThirdEpoch()])
+    backup = tmp_path / "backup"
+    settings_ = {"epochs": 4, "lr_schedule": "cosine", "learning_rate": 0.01, "backup_dir": str(backup)}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = make_trial(faces_dir, **settings_)
+    first.refresh_from_db()
+    assert first.status == Trial.Status.FAILED and "the machine went away" in first.error
+    assert [row.epoch for row in trial_history(first)] == [1, 2]
+    assert (backup / "best.keras").is_file()
+
+    monkeypatch.setattr(runner, "_callbacks", callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = make_trial(faces_dir, **settings_)
+    second.refresh_from_db()
+    assert second.status == Trial.Status.SUCCEEDED, second.error
+    # Epochs 3 and 4 only, on the learning rate schedule where the first run left it.
+    resumed = list(trial_history(second))
+    assert [row.epoch for row in resumed] == [3, 4]
+    second_epoch_rate = trial_history(first).get(epoch=2).learning_rate
+    assert second_epoch_rate > resumed[0].learning_rate > resumed[1].learning_rate
+    assert not (backup / "best.keras").exists()  # stored with the trial; the next run starts afresh
+
+
 def test_a_repeated_delivery_does_nothing(faces_dir):
     trial = make_trial(faces_dir, start=False)
     Trial.objects.filter(pk=trial.pk).update(status=Trial.Status.RUNNING)

@@ -83,6 +83,10 @@ class TrainingConfig:
     # A saved model (.keras) to start from instead of random weights; its layers replace the
     # architecture settings, and a flip-averaged file is unwrapped to the network inside.
     init_from: str = ""
+    # A folder where the trial keeps its last epoch (weights, optimizer, epoch number) and its best
+    # checkpoint: a trial started again with the same folder and settings resumes from there (a
+    # long run outlives a killed process or a machine that went away). Emptied on success.
+    backup_dir: str = ""
     seed: int = 1234
 
     @property
@@ -144,7 +148,7 @@ BOOLS = {
     "flip_averaging",
     "train_from_scratch_ok",
 }
-STRINGS = set(CHOICES) | {"imagenet_weights", "votes", "init_from"}
+STRINGS = set(CHOICES) | {"imagenet_weights", "votes", "init_from", "backup_dir"}
 
 
 def config_validate(data: dict[str, Any]) -> TrainingConfig:

@@ -3,6 +3,7 @@ by `manage.py train`, so the shell and the admin train exactly the same way."""
 
 import functools
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -78,14 +79,15 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
-    best_file = workdir / "best.keras"
+    backup = Path(config.backup_dir) if config.backup_dir else None
+    best_file = (backup or workdir) / "best.keras"
     recorder = _epoch_recorder(trial.pk)
     model.fit(
         data.dataset(train_split, config, training=True),
         validation_data=data.dataset(validation_split, config, training=False),
         epochs=config.epochs,
         class_weight=data.class_weights(train_split.labels) if config.class_weights else None,
-        callbacks=[recorder, *_callbacks(trial, config, best_file)],
+        callbacks=[recorder, *_callbacks(trial, config, best_file), *_backup_callbacks(backup)],
         shuffle=False,  # the training dataset shuffles itself
         verbose=verbose,
     )
@@ -94,10 +96,11 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
     if not best_file.is_file():  # no epoch had a val_accuracy to compare: keep the last weights
         model.save(best_file)
     best = keras.models.load_model(best_file, compile=False)
+    shipped_file = workdir / "shipped.keras"
     if config.flip_averaging:
         # Checkpoints were chosen on the plain model; the shipped file averages with the mirror.
         best = with_flip_averaging(best)
-        best.save(best_file)
+    best.save(shipped_file)
     metrics = evaluate(
         best,
         data.dataset(validation_split, config, training=False),
@@ -107,7 +110,10 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
     metrics["best_epoch"] = _best_epoch(trial.pk)
     if config.votes:
         metrics["left_out"] = {"train": train_split.left_out, "validation": validation_split.left_out}
-    _store_results(trial, metrics, best_file)
+    _store_results(trial, metrics, shipped_file)
+    if backup is not None:  # stored: a run started again in this folder starts afresh
+        best_file.unlink()
+        best_file.with_suffix(".json").unlink(missing_ok=True)
 
 
 def _splits(trial: Trial, config: TrainingConfig) -> tuple[data.Split, data.Split]:
@@ -172,9 +178,21 @@ def _callbacks(trial: Trial, config: TrainingConfig, best_file: Path) -> list:
 
     log_dir = Path(settings.VAR_DIR) / "tensorboard" / str(trial.pk)
     Trial.objects.filter(pk=trial.pk).update(log_dir=str(log_dir))
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(best_file, monitor="val_accuracy", mode="max", save_best_only=True),
-    ]
+    # The best score is kept beside the best checkpoint, so that a resumed run (backup_dir)
+    # replaces the checkpoint only with a better epoch, not with its first one.
+    score_file = best_file.with_suffix(".json")
+    best_so_far = json.loads(score_file.read_text()) if score_file.is_file() and best_file.is_file() else None
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        best_file,
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        initial_value_threshold=best_so_far,
+    )
+    keep_score = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: score_file.write_text(json.dumps(float(checkpoint.best)))
+    )
+    callbacks = [checkpoint, keep_score]
     # tensorflow-cpu does not pull in TensorBoard; without it the logs are skipped, not the trial.
     if importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), profile_batch=0))
@@ -194,6 +212,16 @@ def _callbacks(trial: Trial, config: TrainingConfig, best_file: Path) -> list:
             )
         )
     return callbacks
+
+
+def _backup_callbacks(backup: Path | None) -> list:
+    """Keras's own BackupAndRestore (weights, optimizer state, epoch; the learning rate schedule
+    follows the optimizer's step count) resumes an interrupted run in the same folder."""
+    if backup is None:
+        return []
+    import keras
+
+    return [keras.callbacks.BackupAndRestore(str(backup / "last"))]
 
 
 def _epoch_recorder(trial_id: int):

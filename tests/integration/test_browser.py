@@ -86,6 +86,8 @@ def test_a_person_uploads_reviews_and_downloads(make_stack, browser_page, tmp_pa
     # Locators, not wait_for_function: that evaluates a string, which the page's CSP forbids.
     expect(page.locator("#status")).to_have_text("done", timeout=120_000)
     assert page.text_content("#labeled") == "6"
+    # notify.js, watching the batch since the upload, says so on whatever page is open.
+    expect(page.locator("#notifications li.success")).to_contain_text("is labeled", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "batch.png"))
 
     page.click("text=Review")

@@ -31,12 +31,15 @@ class Command(BaseCommand):
         parser.add_argument("--votes", help="crowd votes CSV: train on vote distributions (sets votes=)")
         parser.add_argument("--init-from", help="a saved .keras model to start from (sets init_from=)")
         parser.add_argument(
+            "--backup-dir", help="keep each epoch here; the same command run again resumes (sets backup_dir=)"
+        )
+        parser.add_argument(
             "--set", type=setting, action="append", default=[], metavar="KEY=VALUE", help="override a setting"
         )
 
     def handle(self, *args, **options):
         overrides = dict(options["set"])
-        for option in ("epochs", "votes", "init_from"):
+        for option in ("epochs", "votes", "init_from", "backup_dir"):
             if options[option] is not None:
                 overrides[option] = options[option]
         try:
