@@ -13,6 +13,7 @@ import psutil
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.models import AuditRun
 from facelabel.celery import worker_argv
 from inference.models import EMOTIONS
 from inference.services import active_model_version
@@ -71,7 +72,10 @@ class Command(BaseCommand):
         export_seconds = time.monotonic() - export_started
         export_peak = meter.peak_mb
 
-        # Measured after the worker went idle, so the two do not share the 2 cores.
+        # Measured after the worker went idle (labeling queues an audit, which it runs after the
+        # export on a fast broker), so the two do not share the 2 cores.
+        busy = [AuditRun.Status.PENDING, AuditRun.Status.RUNNING]
+        wait_until(lambda: not AuditRun.objects.filter(project=project, status__in=busy).exists(), "audit")
         model_rate, naive_rate = model_throughput(version, paths, naive_sample)
         end_to_end = count / labeled_seconds
         return {
