@@ -105,6 +105,44 @@ def test_flip_averaging_predicts_the_mean_of_an_image_and_its_mirror():
     )
 
 
+def test_mixup_blends_faces_and_their_targets_with_the_same_share():
+    import numpy as np
+
+    from training.data import Split, dataset
+
+    # Each face is one flat grey level and its target is one-hot: a blended face's level gives its
+    # share, and its target must carry that same share of its own class and the rest of another.
+    levels = np.arange(0, 252, 36, dtype=np.uint8)
+    split = Split(labels=np.arange(7), pixels=np.repeat(levels, 48 * 48).reshape(7, 48, 48, 1))
+    config = config_validate(TINY | {"input_size": 48, "mixup": 0.4, "batch_size": 7})
+    faces, targets = next(iter(dataset(split, config, training=True)))
+    faces, targets = faces.numpy(), targets.numpy()
+    assert np.allclose(targets.sum(axis=1), 1.0, atol=1e-5)
+    own = targets.max(axis=1)
+    assert (own >= 0.5 - 1e-6).all() and (own < 1.0).any()
+    for face, target in zip(faces, targets, strict=True):
+        assert face.mean() == pytest.approx(float(target @ levels) / 255.0, abs=1e-4)
+
+
+def test_random_erasing_blanks_a_rectangle_of_some_faces_only():
+    import numpy as np
+
+    from training.data import Split, dataset
+
+    split = Split(labels=np.zeros(200, np.int64), pixels=np.zeros((200, 48, 48, 1), np.uint8))
+    config = config_validate(TINY | {"input_size": 48, "random_erasing": 0.5, "batch_size": 200})
+    faces = next(iter(dataset(split, config, training=True)))[0].numpy()[..., 0]
+    erased = [face for face in faces if face.any()]
+    assert 60 < len(erased) < 140
+    for face in erased:
+        rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
+        box = face[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        # One filled rectangle, at most a fifth of the face (rounding to whole pixels aside).
+        assert (box > 0).mean() > 0.95 and box.size <= 0.2 * 48 * 48 + 2 * 48
+    # Validation batches are never changed.
+    assert not next(iter(dataset(split, config, training=False)))[0].numpy().any()
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     from training.runner import _optimizer
 

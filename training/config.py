@@ -68,6 +68,11 @@ class TrainingConfig:
     brightness_range: tuple[float, float] | None = None
     channel_shift: float = 0.0
     random_crop: int = 0  # pad by this many pixels, then crop back to input_size
+    # Regularisers on whole training batches: mixup blends each face and its target with another
+    # (the blend drawn from Beta(mixup, mixup); 0: off); random erasing blanks a rectangle of up
+    # to a fifth of the face with noise, on this share of the faces (an occluded mouth or eye).
+    mixup: float = 0.0
+    random_erasing: float = 0.0
 
     class_weights: bool = True
     label_smoothing: float = 0.0
@@ -122,6 +127,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "channel_shift": (0, 255, True, True),
     "random_crop": (0, 32, True, True),
     "label_smoothing": (0, 0.5, True, True),
+    "mixup": (0, 10, True, True),
+    "random_erasing": (0, 1, True, True),
     "early_stopping_patience": (0, 1000, True, True),
     "lr_plateau_patience": (0, 1000, True, True),
     "lr_plateau_factor": (0, 1, False, False),

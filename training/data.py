@@ -168,7 +168,46 @@ def dataset(split: Split, config: "TrainingConfig", *, training: bool) -> "tf.da
         augment = augmentation(config)
         if augment is not None:
             data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        if config.random_erasing:
+            data = data.map(lambda x, y: (_erase(x, config.random_erasing), y))
+        if config.mixup:
+            data = data.map(lambda x, y: _mixup(x, y, config.mixup))
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _mixup(x, y, alpha: float):
+    """Each face blended with another face of the batch, and its target with that face's target."""
+    import tensorflow as tf
+
+    batch = tf.shape(x)[0]
+    # Beta(alpha, alpha) as a ratio of two Gamma draws; the larger share keeps the face itself.
+    a, b = tf.random.gamma([batch], alpha), tf.random.gamma([batch], alpha)
+    share = a / tf.maximum(a + b, 1e-12)
+    share = tf.maximum(share, 1.0 - share)
+    partner = tf.random.shuffle(tf.range(batch))
+    mixed_x = share[:, None, None, None] * x + (1.0 - share[:, None, None, None]) * tf.gather(x, partner)
+    y = tf.cast(y, tf.float32)
+    return mixed_x, share[:, None] * y + (1.0 - share[:, None]) * tf.gather(y, partner)
+
+
+def _erase(x, probability: float):
+    """A rectangle of 2-20% of the face, aspect 0.3-3.3, filled with noise on a share of faces."""
+    import tensorflow as tf
+
+    batch, height, width = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+    area = tf.random.uniform([batch], 0.02, 0.2)
+    aspect = tf.exp(tf.random.uniform([batch], tf.math.log(0.3), tf.math.log(3.3)))
+    h = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    w = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    top = tf.random.uniform([batch]) * (1.0 - h)
+    left = tf.random.uniform([batch]) * (1.0 - w)
+    rows = (tf.cast(tf.range(height), tf.float32) + 0.5) / tf.cast(height, tf.float32)
+    cols = (tf.cast(tf.range(width), tf.float32) + 0.5) / tf.cast(width, tf.float32)
+    inside_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] < (top + h)[:, None])
+    inside_cols = (cols[None, :] >= left[:, None]) & (cols[None, :] < (left + w)[:, None])
+    chosen = tf.random.uniform([batch]) < probability
+    mask = inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]
+    return tf.where(mask[..., None], tf.random.uniform(tf.shape(x)), x)
 
 
 def _load(path, config: "TrainingConfig"):

@@ -118,6 +118,8 @@ FACELABEL_CNN: dict[str, Any] = {
     # Balanced weights trade overall accuracy for the rare classes; the target is accuracy.
     "class_weights": False,
     "label_smoothing": 0.0,
+    "mixup": 0.0,
+    "random_erasing": 0.0,
     # The cosine schedule ends at a known epoch; stopping early would cut its low-rate tail.
     "early_stopping_patience": 0,
     "lr_plateau_patience": 0,
