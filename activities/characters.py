@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 
 
 @dataclass(frozen=True)

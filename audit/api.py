@@ -1,15 +1,13 @@
 """REST API of the label audit (DRF), routed under /api/v1/. Per-image scores, flags and
 suggestions are fields of the image endpoints (projects/api.py), with their filters."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
-from inference.models import EMOTIONS
 from projects.api import READ_ERRORS, WRITE_ERRORS, ProjectScopedView, _valid
-from projects.models import Role
+from projects.models import EMOTIONS, Role
 
 from . import selectors, services
 from .models import AuditRun
@@ -99,10 +97,7 @@ class AuditListView(ProjectScopedView, generics.ListAPIView):
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
         data = _valid(AuditStartSerializer, request.data)
-        try:
-            run = services.audit_start(project=project, user=request.user, kind=data["kind"])
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError({"detail": exc.messages}) from exc
+        run = services.audit_start(project=project, user=request.user, kind=data["kind"])
         return Response(AuditRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 

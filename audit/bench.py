@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from inference.models import EMOTIONS, ModelVersion
-from projects.models import LabelPolicy, Project, final_label_under
+from inference.models import ModelVersion
+from projects.models import EMOTIONS, LabelPolicy, Project, final_label_under
 
 from . import confident
 from .features import cross_validated_probabilities, feature_extractor
@@ -53,6 +53,7 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
     sorts into emotion folders; the share it sends to `unsure/` is given beside it. Returns
     (figures, report rows).
     """
+    # Imported here so that `manage.py help` does not load scikit-learn and OpenCV.
     from inference.crowd import CrowdScore, votes_key, votes_read
 
     votes = votes_read(votes_file)
@@ -121,6 +122,7 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
 def _audit(version: ModelVersion, files: list[Path], given: np.ndarray, cross_validated: bool):
     """The active model's probabilities (or cross-validated ones), the confident-learning audit and
     each image's unsure reason, all as labeling and the audit find them."""
+    # Imported here so that `manage.py help` does not load TensorFlow and OpenCV.
     from inference.engine import load_model_version
     from inference.faces import find_face
     from inference.unsure import unsure_reason

@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 
+from inference.engine import _tensorflow
+
 logger = logging.getLogger(__name__)
 
 FEATURE_BATCH = 256
@@ -70,8 +72,6 @@ def _penultimate(model, classes: int):
 
 
 def _compiled(sub_model):
-    from inference.engine import _tensorflow
-
     tf = _tensorflow()
     function = tf.function(lambda x: sub_model(x, training=False), reduce_retracing=True)
 

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditRun(models.Model):
@@ -8,16 +9,16 @@ class AuditRun(models.Model):
     keeps the dataset-level figures for the health page."""
 
     class Kind(models.TextChoices):
-        MODEL = "model", "the labeling model's probabilities"
-        CROSS_VALIDATED = "cross_validated", "cross-validated on the model's features"
+        MODEL = "model", _("the labeling model's probabilities")
+        CROSS_VALIDATED = "cross_validated", _("cross-validated on the model's features")
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
         # A newer run finished first; this one's results were dropped, not written.
-        SUPERSEDED = "superseded"
+        SUPERSEDED = "superseded", _("superseded")
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="audit_runs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MODEL)

@@ -3,9 +3,8 @@
 from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
-from inference.models import EMOTIONS
-from projects.models import Image, Project
-from projects.selectors import final_label_expression
+from projects.models import EMOTIONS, Image, Project
+from projects.selectors import confusion_table, label_groups
 
 from .models import AuditRun
 
@@ -82,18 +81,8 @@ def _heat_rows(run: AuditRun | None) -> list[tuple[str, list[dict]]]:
 
 def final_vs_original(project: Project) -> dict:
     """Original label (rows) against the final label under the project's policy (columns)."""
-    pairs = (
-        Image.objects.filter(project=project)
-        .exclude(original_label="")
-        .annotate(final=final_label_expression(project.label_policy))
-        .exclude(final="")
-        .values_list("original_label", "final")
-        .annotate(n=Count("id"))
-    )
-    table = {original: dict.fromkeys(EMOTIONS, 0) for original in EMOTIONS}
-    for original, final, n in pairs:
-        if final in EMOTIONS:
-            table[original][final] = n
+    policy = project.label_policy
+    table = confusion_table((g.original, g.final_label(policy), g.count) for g in label_groups(project))
     total = sum(sum(row.values()) for row in table.values())
     changed = total - sum(table[e][e] for e in EMOTIONS)
     return {

@@ -10,23 +10,25 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 from itertools import islice
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
-from PIL import Image as PILImage
+from django.utils.translation import gettext as _
 
-from facelabel.claims import ClaimHeartbeat, on_fresh_connection
-from inference.models import EMOTIONS
-from projects.models import Image, Project
+from facelabel.claims import ClaimHeartbeat, job_claim, job_fail, jobs_stalled, on_fresh_connection
+from facelabel.rows import rows_update
+from inference.engine import load_model_version
+from inference.faces import FACE_MAX_SIDE, Face, stored_face
+from inference.selectors import active_model_version
+from projects.models import EMOTIONS, Batch, Image, Project
 
 from . import confident
+from .features import cross_validated_probabilities, feature_extractor
 from .models import AuditRun
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ logger = logging.getLogger(__name__)
 # Faces are decoded, preprocessed and passed through the model this many at a time: the memory
 # held is one chunk of inputs plus the (n, d) feature matrix, about 30 MB for 30,000 images.
 FEATURE_CHUNK = 256
-FACE_MAX_SIDE = 256
 
 
 class AuditRefused(Exception):
@@ -45,11 +46,11 @@ def audit_start(*, project: Project, user=None, kind: str = AuditRun.Kind.MODEL)
     """Queue an audit of the project once this transaction commits. A request while a run of the
     same kind is still waiting joins that run."""
     if kind not in AuditRun.Kind.values:
-        raise ValidationError(f"Unknown audit kind {kind!r}.")
+        raise ValidationError(_("Unknown audit kind %(kind)r.") % {"kind": kind})
     if not _audited_images(project).exists():
-        raise ValidationError("No labeled image of this project has an original label to check.")
-    if kind == AuditRun.Kind.CROSS_VALIDATED and _active_version() is None:
-        raise ValidationError("A cross-validated audit needs an active model version.")
+        raise ValidationError(_("No labeled image of this project has an original label to check."))
+    if kind == AuditRun.Kind.CROSS_VALIDATED and active_model_version() is None:
+        raise ValidationError(_("A cross-validated audit needs an active model version."))
     with transaction.atomic():
         waiting = AuditRun.objects.filter(project=project, kind=kind, status=AuditRun.Status.PENDING).first()
         if waiting is not None:
@@ -59,9 +60,17 @@ def audit_start(*, project: Project, user=None, kind: str = AuditRun.Kind.MODEL)
     return run
 
 
+def audit_after_labeling(batch_id: int) -> None:
+    """A batch finished labeling: audit its project if the batch brought original labels (ZIP
+    folders), which are what the audit checks; other batches change nothing."""
+    batch = Batch.objects.select_related("project").get(id=batch_id)
+    if batch.images.exclude(original_label="").filter(status=Image.Status.LABELED).exists():
+        audit_start(project=batch.project)
+
+
 def queue_audit(run_id: int) -> None:
     """If the broker is unreachable the run stays pending and the recovery sweep queues it."""
-    from .tasks import audit_project
+    from .tasks import audit_project  # tasks.py imports this module
 
     try:
         audit_project.delay(run_id)
@@ -73,18 +82,21 @@ def _audited_images(project_or_id):
     return Image.objects.filter(project=project_or_id, status=Image.Status.LABELED).exclude(original_label="")
 
 
-def _active_version():
-    from inference.services import active_model_version
-
-    return active_model_version()
-
-
 def audit_execute(run_id: int) -> bool:
     """Run the audit if it is still to do. Returns True when this call wrote its results."""
-    claim = _claim(run_id)
-    if claim is None:
+    token = uuid.uuid4()
+    claimed = job_claim(
+        AuditRun.objects.filter(id=run_id, attempts__lt=settings.AUDIT_MAX_ATTEMPTS),
+        waiting=AuditRun.Status.PENDING,
+        running=AuditRun.Status.RUNNING,
+        stale_after=settings.AUDIT_CLAIM_TIMEOUT,
+        claim_token=token,
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
         return False
-    run, token = claim
+    run = AuditRun.objects.select_related("project").get(id=run_id)
     mine = AuditRun.objects.filter(id=run.id, claim_token=token)
     try:
         with ClaimHeartbeat(
@@ -102,30 +114,8 @@ def audit_execute(run_id: int) -> bool:
         # The connection may have died with the fault (a database blip): a write on it would
         # leave the run claimed until its heartbeat goes stale.
         retry = run.attempts < settings.AUDIT_MAX_ATTEMPTS
-        status = AuditRun.Status.PENDING if retry else AuditRun.Status.FAILED
-        error = str(exc)[:2000]
-        on_fresh_connection(lambda: mine.update(status=status, error=error))
+        job_fail(mine, exc, retry=retry, waiting=AuditRun.Status.PENDING, failed=AuditRun.Status.FAILED)
         raise
-
-
-def _claim(run_id: int) -> tuple[AuditRun, uuid.UUID] | None:
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.AUDIT_CLAIM_TIMEOUT)
-    token = uuid.uuid4()
-    claimed = AuditRun.objects.filter(
-        Q(status=AuditRun.Status.PENDING) | Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before),
-        id=run_id,
-        attempts__lt=settings.AUDIT_MAX_ATTEMPTS,
-    ).update(
-        status=AuditRun.Status.RUNNING,
-        claim_token=token,
-        claimed_at=now,
-        started_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        return None
-    return AuditRun.objects.select_related("project").get(id=run_id), token
 
 
 def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit, dict]:
@@ -152,14 +142,10 @@ def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit, dict]:
 
 
 def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict) -> np.ndarray:
-    from inference.engine import load_model_version
-
-    from .features import cross_validated_probabilities, feature_extractor
-
     present = np.bincount(labels, minlength=len(EMOTIONS))
     if (present >= 2).sum() < 2:
         raise AuditRefused("A cross-validated audit needs two or more classes with two or more images each.")
-    version = _active_version()
+    version = active_model_version()
     if version is None:
         raise AuditRefused("A cross-validated audit needs an active model version.")
     model = load_model_version(version)
@@ -184,17 +170,9 @@ def features_of(model, extract, faces: Iterable) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
-def _stored_face(name: str, box, grayscale: bool):
+def _stored_face(name: str, box, grayscale: bool) -> Face:
     """The face the labeling used, cut out again by its stored box instead of searched for."""
-    from inference.faces import Face
-
-    with default_storage.open(name, "rb") as handle:
-        picture = PILImage.open(handle)
-        picture.load()
-    picture = picture.convert("L" if grayscale else "RGB")
-    if box:
-        x, y, w, h = box
-        picture = picture.crop((x, y, x + w, y + h))
+    picture = stored_face(name, box, "L" if grayscale else "RGB")
     picture.thumbnail((FACE_MAX_SIDE, FACE_MAX_SIDE))
     return Face(np.asarray(picture), tuple(box or (0, 0, *picture.size)), "whole")
 
@@ -242,14 +220,7 @@ def _store(run: AuditRun, token: uuid.UUID, ids: np.ndarray, result: confident.A
 
 
 def _write_verdicts(ids: np.ndarray, result: confident.Audit) -> None:
-    """One statement executed for many rows (Django's bulk_update builds a CASE per row in Python,
-    slow for 30,000 rows)."""
     names = ["label_quality", "likely_mislabeled", "suggested_label", "suggestion_confident"]
-    fields = [Image._meta.get_field(name) for name in names]
-    quote = connection.ops.quote_name
-    columns = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-    # Only quoted names from the model are formatted in; every value is a parameter.
-    sql = f"UPDATE {quote(Image._meta.db_table)} SET {columns} WHERE id = %s"  # noqa: S608
     rows = [
         (
             round(float(quality), 6),
@@ -262,22 +233,18 @@ def _write_verdicts(ids: np.ndarray, result: confident.Audit) -> None:
             ids, result.label_quality, result.issues, result.suggested, result.confident, strict=True
         )
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    rows_update(Image, names, ["id"], rows)
 
 
 def runs_stalled() -> list[int]:
     """Runs nobody works on although they should be: lost message, dead worker. Runs that used up
     their tries fail instead."""
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.AUDIT_CLAIM_TIMEOUT)
-    quiet_since = stale_before
-    stale_running = Q(status=AuditRun.Status.RUNNING, claimed_at__lt=stale_before)
-    AuditRun.objects.filter(stale_running, attempts__gte=settings.AUDIT_MAX_ATTEMPTS).update(
-        status=AuditRun.Status.FAILED, error="The worker stopped while running this audit on every try."
-    )
-    return list(
-        AuditRun.objects.filter(Q(status=AuditRun.Status.PENDING, created_at__lt=quiet_since) | stale_running)
-        .order_by("id")
-        .values_list("id", flat=True)
+    return jobs_stalled(
+        AuditRun.objects.all(),
+        waiting=AuditRun.Status.PENDING,
+        running=AuditRun.Status.RUNNING,
+        failed=AuditRun.Status.FAILED,
+        stale_after=settings.AUDIT_CLAIM_TIMEOUT,
+        max_attempts=settings.AUDIT_MAX_ATTEMPTS,
+        error="The worker stopped while running this audit on every try.",
     )

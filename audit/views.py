@@ -8,10 +8,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from inference.models import EMOTIONS
 from projects import selectors as project_selectors
 from projects import services as project_services
-from projects.models import LabelPolicy, Role
+from projects.models import EMOTIONS, LabelPolicy, Role
 
 from . import selectors, services
 from .models import AuditRun

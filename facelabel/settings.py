@@ -280,8 +280,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "inference.tasks.label_batch": {"queue": "inference"},
-    "inference.tasks.relabel_images": {"queue": "inference"},
-    "inference.tasks.export_project_zip": {"queue": "exports"},
+    "projects.tasks.export_project_zip": {"queue": "exports"},
     "audit.tasks.audit_project": {"queue": "inference"},
     "training.tasks.run_trial": {"queue": "training"},
 }
@@ -289,9 +288,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Each app sweeps its own stalled rows (lost messages, dead workers) on its own entry.
 CELERY_BEAT_SCHEDULE = {
     "label-waiting-images": {
-        "task": "inference.tasks.recover_stalled_work",
+        "task": "inference.tasks.recover_stalled_labeling",
+        "schedule": float(RECOVERY_INTERVAL),
+    },
+    "recover-uploads-and-exports": {
+        "task": "projects.tasks.recover_stalled_work",
+        "schedule": float(RECOVERY_INTERVAL),
+    },
+    "recover-audits": {
+        "task": "audit.tasks.recover_stalled_audits",
+        "schedule": float(RECOVERY_INTERVAL),
+    },
+    "recover-webhook-deliveries": {
+        "task": "webhooks.tasks.recover_stalled_deliveries",
         "schedule": float(RECOVERY_INTERVAL),
     },
     "relabel-outdated-images": {
@@ -320,6 +332,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Services refuse with Django's ValidationError or a ServiceError; this answers both.
+    "EXCEPTION_HANDLER": "facelabel.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Throttles count REMOTE_ADDR: an X-Forwarded-For header that the client writes itself
     # would give it a fresh budget per request.
@@ -350,7 +364,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "EmotionEnum": "inference.models.Emotion",
+        "EmotionEnum": "projects.models.Emotion",
         "ImageStatusEnum": "projects.models.Image.Status",
         "UnsureReasonEnum": "projects.models.Image.UnsureReason",
         "BatchStatusEnum": "projects.models.Batch.Status",

@@ -4,16 +4,17 @@ from dataclasses import asdict
 
 from django.conf import settings
 from django.urls import path
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from projects.models import Image
+from projects.models import EMOTIONS, Image
 
 from . import services
-from .models import EMOTIONS, ModelVersion
+from .models import ModelVersion
+from .selectors import active_model_version
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -26,26 +27,27 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 @extend_schema(tags=["models"])
-class ModelVersionList(generics.ListAPIView):
+class ModelVersionListView(generics.ListAPIView):
     """Every model version; `is_active` marks the one that labels new images."""
 
     queryset = ModelVersion.objects.order_by("-created_at")
     serializer_class = ModelVersionSerializer
 
 
-class ActiveModelVersion(APIView):
+class ActiveModelVersionView(APIView):
     @extend_schema(
         tags=["models"],
         responses={200: ModelVersionSerializer, 404: OpenApiResponse(description="none active")},
     )
     def get(self, request):
-        version = services.active_model_version()
+        version = active_model_version()
         if version is None:
             return Response({"detail": "No model version is active."}, status=status.HTTP_404_NOT_FOUND)
         return Response(ModelVersionSerializer(version).data)
 
 
-class PredictInput(serializers.Serializer):
+@extend_schema_serializer(component_name="PredictInput")  # the schema keeps its name
+class PredictSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="A JPEG, PNG or WebP image with one face.")
 
     def validate_image(self, image):
@@ -69,14 +71,14 @@ class PredictionSerializer(serializers.Serializer):
     model_version = serializers.CharField()
 
 
-class Predict(APIView):
+class PredictView(APIView):
     """Synchronous prediction for one image (the activities page and quick integrations)."""
 
     parser_classes = [MultiPartParser]
 
     @extend_schema(
         tags=["predict"],
-        request=PredictInput,
+        request=PredictSerializer,
         responses={
             200: PredictionSerializer,
             400: OpenApiResponse(description="not a usable image"),
@@ -84,20 +86,18 @@ class Predict(APIView):
         },
     )
     def post(self, request):
-        data = PredictInput(data=request.data)
+        data = PredictSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         image = data.validated_data["image"]
         try:
             prediction = services.image_predict(image.name, image.read())
         except ValueError as exc:
             return Response({"image": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        except services.NoActiveModel as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(PredictionSerializer(asdict(prediction)).data)
 
 
 urlpatterns = [
-    path("models/", ModelVersionList.as_view(), name="api-models"),
-    path("models/active/", ActiveModelVersion.as_view(), name="api-model-active"),
-    path("predict/", Predict.as_view(), name="api-predict"),
+    path("models/", ModelVersionListView.as_view(), name="api-models"),
+    path("models/active/", ActiveModelVersionView.as_view(), name="api-model-active"),
+    path("predict/", PredictView.as_view(), name="api-predict"),
 ]

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from .models import EMOTIONS
+from projects.models import EMOTIONS
 
 # votes.csv's columns, and facelabel's name for each emotion column.
 COLUMNS = (

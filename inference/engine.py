@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from projects.models import EMOTIONS
+
 from .faces import Face
-from .models import EMOTIONS
 
 if TYPE_CHECKING:
     from .models import ModelVersion

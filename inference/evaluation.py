@@ -9,10 +9,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from projects.models import EMOTIONS
+
 from .crowd import CrowdEvaluation, crowd_evaluate, votes_key
 from .engine import EmotionModel
 from .faces import find_face
-from .models import EMOTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+from django.core.files.storage import default_storage
 from PIL import Image
 
 from . import blazeface
@@ -71,6 +72,22 @@ def find_face(image: Image.Image) -> Face:
         return Face(_bounded(pixels), (0, 0, width, height), "whole")
     x, y, w, h = box
     return Face(_bounded(pixels[y : y + h, x : x + w]), box, "detected")
+
+
+def stored_face(name: str, box=None, mode: str | None = None) -> Image.Image:
+    """A stored image (`name` in the default storage) cut to `box` (x, y, w, h: the face its
+    labeling found) when one is given, in `mode` ("L" or "RGB"; None keeps an L or RGB image as
+    it is and converts any other to RGB). Labeling, audits and training all read faces here."""
+    with default_storage.open(name, "rb") as handle:
+        picture = Image.open(handle)
+        picture.load()
+    mode = mode or (picture.mode if picture.mode in ("L", "RGB") else "RGB")
+    if picture.mode != mode:
+        picture = picture.convert(mode)
+    if box:
+        x, y, w, h = box
+        picture = picture.crop((x, y, x + w, y + h))
+    return picture
 
 
 def _is_blank(pixels: np.ndarray) -> bool:

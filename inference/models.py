@@ -2,21 +2,6 @@ from django.db import models
 from django.db.models import Q
 
 
-class Emotion(models.TextChoices):
-    """FER2013's seven classes, in FER2013's own order."""
-
-    ANGRY = "angry"
-    DISGUST = "disgust"
-    FEAR = "fear"
-    HAPPY = "happy"
-    SAD = "sad"
-    SURPRISE = "surprise"
-    NEUTRAL = "neutral"
-
-
-EMOTIONS: tuple[str, ...] = tuple(Emotion.values)
-
-
 class ModelVersion(models.Model):
     class Preprocessing(models.TextChoices):
         MINUS_ONE_ONE = "minus_one_one", "scale to [-1, 1]"

@@ -1,39 +1,39 @@
-"""The model at work: claiming images, labeling them in chunks, building exports, recovering
-work that a dead worker or a lost message left behind.
+"""The model at work: claiming images, labeling them in chunks, recovering labeling that a dead
+worker or a lost message left behind, predicting single images, registering model versions.
 
 Every step claims its rows atomically (a token plus a timestamp), so a repeated task, a second
-worker or a recovery sweep never labels an image twice or builds an export twice.
+worker or a recovery sweep never labels an image twice.
 """
 
-import csv
+import hashlib
 import io
 import logging
-import shutil
-import tempfile
 import time
 import uuid
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import PurePath
+from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.core.files.storage import default_storage
-from django.db import DatabaseError, InterfaceError, connection, transaction
-from django.db.models import Count, F, Q
-from django.urls import reverse
+from django.db import DatabaseError, InterfaceError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.text import get_valid_filename
 from PIL import Image as PILImage
 
-from facelabel.claims import ClaimHeartbeat, on_fresh_connection
-from projects.models import Batch, Export, Image, Project, final_label_under
-from projects.selectors import images_for_export
-from projects.services import upload_close_abandoned
+from facelabel.claims import ClaimHeartbeat, claimable, job_claim, on_fresh_connection
+from facelabel.errors import ServiceError
+from facelabel.rows import rows_update
+from projects import events
+from projects.decoding import Rejection, decode_image
+from projects.models import EMOTIONS, Batch, Image
 
-from .models import EMOTIONS, ModelVersion
+from .engine import EmotionModel, load_model_version
+from .faces import find_face, stored_face
+from .models import ModelVersion
+from .selectors import active_model_version
 from .unsure import unsure_reason
 
 logger = logging.getLogger(__name__)
@@ -52,18 +52,10 @@ LABEL_FIELDS = [
 ]
 
 
-def active_model_version() -> ModelVersion | None:
-    return ModelVersion.objects.filter(is_active=True).first()
-
-
 @dataclass
 class Claim:
     token: uuid.UUID
     images: list[Image]
-
-
-def _claimable(stale_before) -> Q:
-    return Q(status=Image.Status.PENDING) | Q(status=Image.Status.PROCESSING, claimed_at__lt=stale_before)
 
 
 def images_claim(batch_id: int, limit: int, *, retries: bool) -> Claim:
@@ -72,18 +64,20 @@ def images_claim(batch_id: int, limit: int, *, retries: bool) -> Claim:
     Fresh images are claimed in chunks; images already tried once (their worker died or the
     model raised) are claimed one at a time so a poison image can only take itself down.
     """
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
+    stale_before = timezone.now() - timedelta(seconds=settings.LABEL_CLAIM_TIMEOUT)
     _fail_exhausted(batch_id, stale_before)
-    candidates = Image.objects.filter(_claimable(stale_before), batch_id=batch_id)
+    waiting = {"waiting": Image.Status.PENDING, "running": Image.Status.PROCESSING}
+    candidates = Image.objects.filter(claimable(**waiting, stale_before=stale_before), batch_id=batch_id)
     candidates = candidates.filter(attempts__gt=0) if retries else candidates.filter(attempts=0)
     ids = list(candidates.order_by("id").values_list("id", flat=True)[:limit])
     token = uuid.uuid4()
     if ids:
-        # The WHERE clause is re-checked under the row lock, so of two racing workers only one
-        # gets each row; the loser just claims fewer.
-        Image.objects.filter(_claimable(stale_before), id__in=ids).update(
-            status=Image.Status.PROCESSING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1
+        job_claim(
+            Image.objects.filter(id__in=ids),
+            **waiting,
+            stale_after=settings.LABEL_CLAIM_TIMEOUT,
+            claim_token=token,
+            attempts=F("attempts") + 1,
         )
     return Claim(token, list(Image.objects.filter(claim_token=token).order_by("id")))
 
@@ -114,8 +108,6 @@ def batch_label(batch_id: int, *, time_budget: float | None = None) -> bool:
     if version is None:
         logger.warning("batch %s waits: no active model version", batch_id)
         return False
-    from .engine import load_model_version
-
     model = load_model_version(version)
     deadline = time.monotonic() + (time_budget or settings.LABEL_TASK_TIME_BUDGET)
     Batch.objects.filter(id=batch_id, started_at=None).update(started_at=timezone.now())
@@ -190,34 +182,8 @@ def batch_finish_if_done(batch_id: int) -> bool:
             status=Batch.Status.DONE, finished_at=timezone.now()
         )
         if finished:
-            _batch_finished_event(batch_id)
-            _audit_if_labeled(batch_id)
+            events.batch_finished.send(sender=Batch, batch_id=batch_id)
     return True
-
-
-def _audit_if_labeled(batch_id: int) -> None:
-    # Original labels (ZIP folders) are what the audit checks; other batches change nothing.
-    from audit.services import audit_start
-
-    batch = Batch.objects.select_related("project").get(id=batch_id)
-    if batch.images.exclude(original_label="").filter(status=Image.Status.LABELED).exists():
-        audit_start(project=batch.project)
-
-
-def _batch_finished_event(batch_id: int) -> None:
-    from webhooks.services import webhook_event
-
-    batch = Batch.objects.get(id=batch_id)
-    counts = dict(batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-    payload = {
-        "batch": batch.id,
-        "status": batch.status,
-        "images": batch.image_count,
-        "labeled": counts.get(Image.Status.LABELED, 0),
-        "failed": counts.get(Image.Status.FAILED, 0),
-        "finished_at": batch.finished_at.isoformat(),
-    }
-    webhook_event(batch.project_id, "batch.finished", payload)
 
 
 def faces_read(images: list[Image]) -> list:
@@ -225,7 +191,7 @@ def faces_read(images: list[Image]) -> list:
     faces = []
     for image in images:
         try:
-            faces.append(_face_of(image))
+            faces.append(find_face(stored_face(image.file.name)))
         except Exception as exc:  # noqa: BLE001 - any decode failure fails only this image
             faces.append(exc)
     return faces
@@ -267,39 +233,19 @@ def labels_write(token: uuid.UUID, images: list[Image]) -> None:
 
     Only rows still carrying our token are written: if a slow worker lost its claim to a
     recovery sweep, its late results are dropped instead of labeling the image twice.
-    (Django's bulk_update builds a CASE expression per field and row in Python, which cost
-    more than the model itself; executemany keeps the write well under the prediction time.)
     """
-    if not images:
-        return
-    fields = [Image._meta.get_field(name) for name in LABEL_FIELDS]
-    columns = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
-    table = connection.ops.quote_name(Image._meta.db_table)
-    # Only quoted names from the model are formatted in; every value is a parameter.
-    sql = f"UPDATE {table} SET {columns}, claim_token = NULL, times_labeled = times_labeled + %s WHERE id = %s AND claim_token = %s"  # noqa: E501, S608
-    token_value = Image._meta.get_field("claim_token").get_db_prep_value(token, connection)
+    attnames = [Image._meta.get_field(name).attname for name in LABEL_FIELDS]
     rows = [
         (
-            *(field.get_db_prep_save(getattr(image, field.attname), connection) for field in fields),
+            *(getattr(image, attname) for attname in attnames),
             int(image.status == Image.Status.LABELED),
             image.id,
-            token_value,
+            token,
         )
         for image in images
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def _face_of(image: Image):
-    from .faces import find_face
-
-    with default_storage.open(image.file.name, "rb") as handle:
-        picture = PILImage.open(handle)
-        picture.load()
-    if picture.mode not in ("L", "RGB"):
-        picture = picture.convert("RGB")
-    return find_face(picture)
+    also = "claim_token = NULL, times_labeled = times_labeled + %s"
+    rows_update(Image, LABEL_FIELDS, ["id", "claim_token"], rows, also=also)
 
 
 def _mark_failed(image: Image, error: str) -> None:
@@ -317,185 +263,7 @@ def _after_model_error(images: list[Image], exc: Exception) -> None:
             image.error = f"The model failed (try {image.attempts}): {exc}"[:2000]
 
 
-# Exports ------------------------------------------------------------------------------------
-
-MANIFEST_COLUMNS = [
-    "file",
-    "original_name",
-    "original_label",
-    "predicted_label",
-    "confidence",
-    "final_label",
-    "reviewed_by",
-    "status",
-    "label_quality",
-    "likely_mislabeled",
-    "suggested_label",
-    "unsure_reason",
-]
-
-
-def export_build(export_id: int) -> bool:
-    """Write the project's ZIP to a temporary file, then store it under its final name.
-
-    Memory stays flat: rows stream from the database, files stream through the ZIP writer.
-    """
-    claim = _export_claim(export_id)
-    if claim is None:
-        return False
-    export, token = claim
-
-    def beat() -> None:
-        Export.objects.filter(id=export.id, claim_token=token).update(claimed_at=timezone.now())
-
-    try:
-        with (
-            ClaimHeartbeat(beat, settings.EXPORT_CLAIM_TIMEOUT, f"export-{export.id}"),
-            tempfile.TemporaryFile(suffix=".zip") as archive,
-        ):
-            count = _write_export_zip(export.project, archive)
-            archive.seek(0)
-            name = default_storage.save(
-                f"exports/{export.project_id}/export-{export.id}-{token.hex[:8]}.zip", File(archive)
-            )
-    except Exception as exc:
-        error = exc
-        on_fresh_connection(lambda: _export_failed(export, token, error))
-        raise
-    with transaction.atomic():
-        finished = Export.objects.filter(id=export.id, claim_token=token).update(
-            status=Export.Status.READY, file=name, image_count=count, finished_at=timezone.now(), error=""
-        )
-        if finished:
-            _export_ready_event(export, count)
-    if not finished:
-        default_storage.delete(name)
-    return bool(finished)
-
-
-def _export_ready_event(export: Export, count: int) -> None:
-    from webhooks.services import webhook_event
-
-    path = reverse("projects:export_download", args=[export.project_id, export.id])
-    payload = {"export": export.id, "images": count, "download": settings.SITE_URL.rstrip("/") + path}
-    webhook_event(export.project_id, "export.ready", payload)
-
-
-def _export_claim(export_id: int) -> tuple[Export, uuid.UUID] | None:
-    now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.EXPORT_CLAIM_TIMEOUT)
-    token = uuid.uuid4()
-    claimed = Export.objects.filter(
-        Q(status=Export.Status.PENDING) | Q(status=Export.Status.RUNNING, claimed_at__lt=stale_before),
-        id=export_id,
-        attempts__lt=settings.EXPORT_MAX_ATTEMPTS,
-    ).update(status=Export.Status.RUNNING, claim_token=token, claimed_at=now, attempts=F("attempts") + 1)
-    if not claimed:
-        return None
-    return Export.objects.select_related("project").get(id=export_id), token
-
-
-def _export_failed(export: Export, token: uuid.UUID, exc: Exception) -> None:
-    status = (
-        Export.Status.FAILED if export.attempts >= settings.EXPORT_MAX_ATTEMPTS else Export.Status.PENDING
-    )
-    Export.objects.filter(id=export.id, claim_token=token).update(status=status, error=str(exc)[:2000])
-
-
-SNAPSHOT_COLUMNS = ["stored", *MANIFEST_COLUMNS]
-
-
-def _write_export_zip(project: Project, archive) -> int:
-    """The rows are read from the database once, into a temporary file, and both the manifest
-    and the images are written from that one snapshot: reviewers relabeling while the ZIP is
-    built change neither, so every manifest row names a file of the ZIP. (Two reads, one per
-    pass, disagreed on every image relabeled in between.) Memory stays flat either way."""
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as snapshot:
-        writer = csv.DictWriter(snapshot, SNAPSHOT_COLUMNS, extrasaction="ignore")
-        count = 0
-        for row in export_rows(project):
-            writer.writerow(row)
-            count += 1
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            with zf.open("manifest.csv", "w", force_zip64=True) as raw:
-                manifest = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-                writer = csv.writer(manifest)
-                writer.writerow(MANIFEST_COLUMNS)
-                for row in _snapshot_rows(snapshot):
-                    writer.writerow([csv_safe(row[column]) for column in MANIFEST_COLUMNS])
-                manifest.flush()
-                manifest.detach()
-            for row in _snapshot_rows(snapshot):
-                with (
-                    default_storage.open(row["stored"], "rb") as src,
-                    zf.open(row["file"], "w", force_zip64=True) as dst,
-                ):
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-    return count
-
-
-def _snapshot_rows(snapshot):
-    snapshot.seek(0)
-    yield from csv.DictReader(snapshot, SNAPSHOT_COLUMNS)
-
-
-def export_rows(project: Project):
-    """One manifest row per image, with its path inside the ZIP: `<final label>/<name>.jpg`,
-    `unsure/` for images without one whose model label is not trusted (no face found, too low a
-    confidence: `unsure_reason` says which), or `unlabeled/` for images the model has not
-    labeled (failed or still waiting)."""
-    used: set[str] = set()
-    for image in images_for_export(project).iterator(chunk_size=2000):
-        final = final_label_under(
-            project.label_policy,
-            reviewed=image["reviewed_label"],
-            original=image["original_label"],
-            predicted=image["predicted_label"],
-            suggested=image["suggested_label"],
-            confident=image["suggestion_confident"],
-            unsure=bool(image["unsure_reason"]),
-        )
-        folder = final or ("unsure" if image["unsure_reason"] else "unlabeled")
-        stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
-        path = f"{folder}/{stem}.jpg"
-        if path in used:
-            path = f"{folder}/{stem}-{image['id']}.jpg"
-        used.add(path)
-        confidence, quality = image["confidence"], image["label_quality"]
-        yield {
-            "file": path,
-            "stored": image["file"],
-            "original_name": image["original_name"],
-            "original_label": image["original_label"],
-            "predicted_label": image["predicted_label"],
-            "confidence": "" if confidence is None else f"{confidence:.4f}",
-            "final_label": final,
-            "reviewed_by": image["reviewed_by__username"] or "",
-            "status": image["status"],
-            "label_quality": "" if quality is None else f"{quality:.4f}",
-            "likely_mislabeled": "yes" if image["likely_mislabeled"] else "",
-            "suggested_label": image["suggested_label"],
-            "unsure_reason": image["unsure_reason"],
-        }
-
-
-def csv_safe(value) -> str:
-    """Neutralise cells a spreadsheet would run as a formula (CSV injection)."""
-    text = "" if value is None else str(value)
-    if text and text[0] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
-
-
 # Recovery -----------------------------------------------------------------------------------
-
-
-def uploads_close_abandoned() -> int:
-    """Uploads whose request died mid-way (server restarted, client gone): keep the images that
-    were stored, say what happened, and let them be labeled."""
-    quiet_since = timezone.now() - timedelta(seconds=settings.UPLOAD_HEARTBEAT_TIMEOUT)
-    batch_ids = Batch.objects.filter(status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since)
-    return sum(upload_close_abandoned(batch_id) for batch_id in batch_ids.values_list("id", flat=True))
 
 
 def batches_reopen_waiting() -> int:
@@ -530,22 +298,10 @@ def images_mark_outdated() -> int:
     return count
 
 
-def stalled_work() -> tuple[list[int], list[int]]:
-    """Batches and exports that nobody is working on although they should be: their message
-    was lost (broker down at upload, worker killed) or their worker died mid-way."""
-    now = timezone.now()
-    batch_ids = list(_batches_stalled(now).values_list("id", flat=True))
-    export_stale = now - timedelta(seconds=settings.EXPORT_CLAIM_TIMEOUT)
-    running_stale = Q(status=Export.Status.RUNNING, claimed_at__lt=export_stale)
-    Export.objects.filter(running_stale, attempts__gte=settings.EXPORT_MAX_ATTEMPTS).update(
-        status=Export.Status.FAILED, error="The worker stopped while building this export on every try."
-    )
-    export_ids = list(
-        Export.objects.filter(Q(status=Export.Status.PENDING, created_at__lt=export_stale) | running_stale)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    return batch_ids, export_ids
+def batches_stalled() -> list[int]:
+    """Batches that nobody labels although someone should: their message was lost (broker down
+    at upload, worker killed) or their worker died mid-way."""
+    return list(_batches_stalled(timezone.now()).values_list("id", flat=True))
 
 
 def _batches_stalled(now):
@@ -579,18 +335,13 @@ class Prediction:
     model_version: str
 
 
-class NoActiveModel(Exception):
-    pass
+class NoActiveModel(ServiceError):
+    status_code = 503
 
 
 def image_predict(name: str, data: bytes) -> Prediction:
     """One image in, its emotion out, through the same checks, face finding and model as batch
     labeling. Raises ValueError with the upload's rejection reason for a bad file."""
-    from projects.imports import Rejection, decode_image
-
-    from .engine import load_model_version
-    from .faces import find_face
-
     decoded = decode_image(name, data)
     if isinstance(decoded, Rejection):
         raise ValueError(decoded.reason)
@@ -610,3 +361,65 @@ def image_predict(name: str, data: bytes) -> Prediction:
         unsure_reason=unsure_reason(face.path, float(probs[best])),
         model_version=version.name,
     )
+
+
+# Model versions ------------------------------------------------------------------------------
+
+
+def model_version_register(
+    name: str, file: File, *, load_from: Path | None = None, **fields
+) -> tuple[ModelVersion, bool]:
+    """The model version called `name`: registered now from `file` (True), or the one registered
+    before (False), which must be the same model, since a version's labels must stay
+    explainable and a name is never reused for another model. `fields` are the model's settings
+    (input_size, grayscale, preprocessing, class_order), and may add metrics and notes.
+
+    `load_from`, a local copy of the file, is loaded once with those settings first: that proves
+    they fit together, and leaves the converted fast model in MODEL_CACHE_DIR so that workers
+    start without converting. Raises ValidationError when the file does not fit its settings or
+    the name belongs to another model."""
+    model_settings = {key: fields[key] for key in MODEL_SETTINGS if key in fields}
+    version = ModelVersion.objects.filter(name=name).first()
+    if version is not None:
+        _ensure_same(version, file, model_settings)
+        return version, False
+    if load_from is not None:
+        try:
+            EmotionModel(load_from, **model_settings)
+        except (OSError, ValueError) as exc:
+            raise ValidationError(f"{load_from} cannot be used with these settings: {exc}") from exc
+    version = ModelVersion(name=name, **fields)
+    version.file.save(Path(file.name).name, file, save=False)
+    version.save()
+    return version, True
+
+
+MODEL_SETTINGS = ("input_size", "grayscale", "preprocessing", "class_order")
+
+
+def _ensure_same(version: ModelVersion, file: File, fields: dict) -> None:
+    different = [name for name, value in fields.items() if getattr(version, name) != value]
+    with version.file.open("rb") as stored:
+        if _digest(stored) != _digest(file):
+            different.append("file")
+    if different:
+        raise ValidationError(
+            f"A model version named {version.name!r} already exists with a different "
+            f"{', '.join(different)}; register this one under a new name."
+        )
+
+
+def _digest(handle) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def model_version_activate(version: ModelVersion) -> None:
+    """Make `version` the one that labels new images."""
+    # One transaction, deactivating first: the database allows a single active version.
+    with transaction.atomic():
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.is_active = True

@@ -6,26 +6,12 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
-from webhooks.services import deliveries_stalled
-from webhooks.tasks import deliver_webhook
+from facelabel.celery import ML_TASK
 
 from . import services
 
 logger = logging.getLogger(__name__)
-
-# Long ML work: acknowledged only when done, re-delivered if the worker dies, retried a bounded
-# number of times on database hiccups (SQLite busy, a PostgreSQL failover, a killed connection:
-# the retry runs on a new one, Celery closes the broken connection before each task).
-ML_TASK = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "max_retries": 5,
-}
 
 
 @shared_task(**ML_TASK, soft_time_limit=600, time_limit=660)
@@ -39,49 +25,28 @@ def label_batch(batch_id: int) -> None:
         label_batch.delay(batch_id)
 
 
-@shared_task(**ML_TASK, soft_time_limit=3600, time_limit=3660)
-def export_project_zip(export_id: int) -> None:
-    services.export_build(export_id)
-
-
 @shared_task(ignore_result=True)
-def recover_stalled_work() -> None:
+def recover_stalled_labeling() -> None:
     """The schedule's labeling sweep: waiting images get labeled whether or not their task ever
     ran. Two schedulers running it at once queue duplicate tasks, which the row claims make
     harmless."""
-    services.uploads_close_abandoned()
     services.batches_reopen_waiting()
-    batch_ids, export_ids = services.stalled_work()
-    for batch_id in batch_ids:
+    for batch_id in services.batches_stalled():
         if services.batch_touch(batch_id):
             logger.info("re-queueing stalled batch %s", batch_id)
             _queue_label_tasks(batch_id)
-    for export_id in export_ids:
-        logger.info("re-queueing stalled export %s", export_id)
-        export_project_zip.delay(export_id)
-    for delivery_id in deliveries_stalled():
-        deliver_webhook.delay(delivery_id)
-    _requeue_stalled_audits()
 
 
 @shared_task(ignore_result=True)
 def relabel_outdated_images() -> None:
     """Opt-in projects: relabel what an older model version labeled, once a new one is active."""
     if services.images_mark_outdated():
-        recover_stalled_work.delay()
-
-
-def _requeue_stalled_audits() -> None:
-    from audit.services import queue_audit, runs_stalled
-
-    for run_id in runs_stalled():
-        logger.info("re-queueing stalled audit run %s", run_id)
-        queue_audit(run_id)
+        recover_stalled_labeling.delay()
 
 
 def queue_batch_labeling(batch_id: int) -> None:
-    """Queue the labeling of a new batch. If the broker is unreachable the batch stays pending
-    and the recovery sweep queues it later: the upload itself never fails for that."""
+    """Queue the labeling of a batch. If the broker is unreachable the batch stays pending and
+    the recovery sweep queues it later: the upload itself never fails for that."""
     try:
         _queue_label_tasks(batch_id)
     except Exception:
@@ -97,4 +62,4 @@ def _queue_label_tasks(batch_id: int) -> None:
 @worker_ready.connect
 def _recover_on_start(sender=None, **kwargs) -> None:
     # A worker that starts after a crash should not wait a whole sweep interval to resume work.
-    recover_stalled_work.delay()
+    recover_stalled_labeling.delay()

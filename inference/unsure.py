@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 
 from projects.models import Image
 
+from .faces import find_face
+
 # A large image where no face was found is predicted whole, and that guess is near chance: of 600
 # FER2013 validation faces pasted into 640x480 frames (`measure_unsure --photos 600`), the 3% that
 # no detector found got 18% right labels, the faces found 63%.
@@ -113,8 +115,6 @@ def photo_check(
     Memory: all the crops of `files` at once (at most FACE_MAX_SIDE square each), so keep it to
     a few thousand.
     """
-    from .faces import find_face
-
     mode = "L" if model.grayscale else "RGB"
     photos = (PILImage.open(io.BytesIO(as_photo(path.read_bytes()))) for path in files)
     faces = [find_face(photo.convert(mode)) for photo in photos]

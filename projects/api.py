@@ -6,13 +6,9 @@ output serializer. Input serializers list only the fields a client may set, so `
 `status`, `predicted_label` and the like in a body are ignored.
 """
 
-from contextlib import contextmanager
-
 from django.conf import settings
 from django.core.exceptions import TooManyFilesSent
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -22,11 +18,22 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference.models import EMOTIONS, Emotion
+from facelabel.errors import ERROR, INVALID
 
-from . import selectors, services
-from .imports import UploadRefused, check_upload_request, too_many_files
-from .models import Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
+from . import exports, selectors, services
+from .decoding import check_upload_request, content_length, too_many_files
+from .models import (
+    EMOTIONS,
+    Batch,
+    Emotion,
+    Export,
+    Image,
+    LabelChange,
+    LabelPolicy,
+    Membership,
+    Project,
+    Role,
+)
 
 # Ids beyond a 64-bit integer cannot name a row, and the database driver raises an overflow
 # error (a 500) on them where Django does not catch it first (`in` lookups, the batch filter).
@@ -36,31 +43,12 @@ MAX_ID = 2**63 - 1
 # --- Errors, as the schema documents them ------------------------------------------------------
 
 
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-
-
-ERROR = OpenApiResponse(
-    ErrorSerializer, description="Not authenticated (401), forbidden (403), not found (404)"
-)
-INVALID = OpenApiResponse(
-    OpenApiTypes.OBJECT, description="Validation error: `{field: [messages]}` or `{detail: [messages]}`"
-)
 STALE = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="A label in `shown` is no longer final: `{detail: [message], final_labels: {id: label}}`",
 )
 READ_ERRORS = {401: ERROR, 404: ERROR}
 WRITE_ERRORS = {400: INVALID, 401: ERROR, 403: ERROR, 404: ERROR}
-
-
-@contextmanager
-def service_errors():
-    """A service refuses with Django's ValidationError; the API answers it with a 400."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        raise serializers.ValidationError({"detail": exc.messages}) from exc
 
 
 class ProjectScopedView(APIView):
@@ -136,8 +124,7 @@ class ProjectListView(generics.ListAPIView):
     )
     def post(self, request):
         data = _valid(ProjectCreateSerializer, request.data)
-        with service_errors():
-            project = services.project_create(user=request.user, **data)
+        project = services.project_create(user=request.user, **data)
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -152,8 +139,7 @@ class ProjectDetailView(ProjectScopedView):
     def patch(self, request, project_id: int):
         project = self.project(Role.OWNER)
         data = _valid(ProjectUpdateSerializer, request.data)
-        with service_errors():
-            project = services.project_update(project=project, user=request.user, **data)
+        project = services.project_update(project=project, user=request.user, **data)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(tags=["projects"], responses={204: None, 401: ERROR, 403: ERROR, 404: ERROR})
@@ -203,8 +189,7 @@ class MemberListView(ProjectScopedView):
     def post(self, request, project_id: int):
         project = self.project(Role.OWNER)
         data = _valid(MemberCreateSerializer, request.data)
-        with service_errors():
-            membership = services.member_set(project=project, **data)
+        membership = services.member_set(project=project, **data)
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -222,15 +207,13 @@ class MemberDetailView(ProjectScopedView):
         project = self.project(Role.OWNER)
         username = self.membership(project).user.username
         data = _valid(MemberUpdateSerializer, request.data)
-        with service_errors():
-            membership = services.member_set(project=project, username=username, role=data["role"])
+        membership = services.member_set(project=project, username=username, role=data["role"])
         return Response(MemberSerializer(membership).data)
 
     @extend_schema(tags=["members"], responses={204: None, **WRITE_ERRORS})
     def delete(self, request, project_id: int, user_id: int):
         project = self.project(Role.OWNER)
-        with service_errors():
-            services.member_remove(project=project, user_id=self.membership(project).user_id)
+        services.member_remove(project=project, user_id=self.membership(project).user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -334,23 +317,16 @@ class BatchListView(ProjectScopedView, generics.ListAPIView):
     )
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
-        length = _content_length(request)
+        length = content_length(request)
+        check_upload_request(None, length)  # before request.FILES, so the body is never read
         try:
-            check_upload_request(None, length)  # before request.FILES, so the body is never read
-            try:
-                data = _valid(BatchUploadSerializer, request.data)
-            except TooManyFilesSent:
-                raise too_many_files() from None
-            check_upload_request(len(data["files"]), length)
-        except UploadRefused as exc:
-            return Response({"detail": exc.message}, status=exc.status_code)
-        try:
-            batch = services.batch_create(
-                project=project, user=request.user, files=data["files"], upload_token=data.get("upload_token")
-            )
-        except services.UploadInProgress as exc:
-            body = {"detail": str(exc), "batch": exc.batch.id, "images": exc.stored}
-            return Response(body, status=status.HTTP_409_CONFLICT)
+            data = _valid(BatchUploadSerializer, request.data)
+        except TooManyFilesSent:
+            raise too_many_files() from None
+        check_upload_request(len(data["files"]), length)
+        batch = services.batch_create(
+            project=project, user=request.user, files=data["files"], upload_token=data.get("upload_token")
+        )
         body = {
             "batch": batch.id,
             "images": batch.image_count,
@@ -358,13 +334,6 @@ class BatchListView(ProjectScopedView, generics.ListAPIView):
             "rejected_count": batch.rejected_count,
         }
         return Response(BatchCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
-
-
-def _content_length(request) -> int | None:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
 
 
 class BatchDetailView(ProjectScopedView):
@@ -553,11 +522,10 @@ class ImageDetailView(ProjectScopedView):
     def patch(self, request, project_id: int, image_id: int):
         image = selectors.image_get(self.project(Role.REVIEWER), image_id)
         label = _valid(ImageReviewSerializer, request.data)["reviewed_label"]
-        with service_errors():
-            if label is None:
-                image = services.image_clear_review(image=image, user=request.user)
-            else:
-                image = services.image_set_label(image=image, user=request.user, label=label)
+        if label is None:
+            image = services.image_clear_review(image=image, user=request.user)
+        else:
+            image = services.image_set_label(image=image, user=request.user, label=label)
         return Response(ImageDetailSerializer(image).data)
 
 
@@ -572,23 +540,18 @@ class ImageBulkAcceptView(ProjectScopedView):
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
         data = _valid(BulkAcceptSerializer, request.data)
-        with service_errors():
-            try:
-                if data["label"] is None:
-                    changed = services.images_accept(
-                        project=project,
-                        image_ids=data["ids"],
-                        user=request.user,
-                        shown=data["shown"],
-                        how=LabelChange.How.BULK,
-                    )
-                else:
-                    changed = services.images_set_label(
-                        project=project, image_ids=data["ids"], user=request.user, label=data["label"]
-                    )
-            except services.FinalLabelChanged as exc:
-                body = {"detail": exc.messages, "final_labels": exc.final_labels}
-                return Response(body, status=status.HTTP_409_CONFLICT)
+        if data["label"] is None:
+            changed = services.images_accept(
+                project=project,
+                image_ids=data["ids"],
+                user=request.user,
+                shown=data["shown"],
+                how=LabelChange.How.BULK,
+            )
+        else:
+            changed = services.images_set_label(
+                project=project, image_ids=data["ids"], user=request.user, label=data["label"]
+            )
         return Response(BulkAcceptedSerializer({"changed": changed}).data)
 
 
@@ -655,8 +618,7 @@ class LabelUndoView(ProjectScopedView):
     def post(self, request, project_id: int):
         project = self.project(Role.REVIEWER)
         replay = services.label_redo if self.redo else services.label_undo
-        with service_errors():
-            changed = replay(project=project, user=request.user)
+        changed = replay(project=project, user=request.user)
         return Response(UndoneSerializer({"changed": changed}).data)
 
 
@@ -709,14 +671,7 @@ class ExportDownloadView(ProjectScopedView):
         description="The export's ZIP; 404 until it is ready.",
     )
     def get(self, request, project_id: int, export_id: int):
-        project = self.project()
-        export = selectors.export_get(project, export_id)
-        if export.status != Export.Status.READY or not export.file:
-            raise Http404("This export is not ready.")
-        filename = f"facelabel-project-{project.id}-export-{export.id}.zip"
-        return FileResponse(
-            default_storage.open(export.file.name, "rb"), as_attachment=True, filename=filename
-        )
+        return exports.export_download(self.project(), export_id)
 
 
 P = "projects/<int:project_id>/"

@@ -6,7 +6,23 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from inference.models import Emotion
+
+class Emotion(models.TextChoices):
+    """FER2013's seven classes, in FER2013's own order. They live with the labels that use them
+    (inference's models read them from here: this app is below inference)."""
+
+    # The values are machine-readable (API, export folders) and stay English; the labels are
+    # what pages show.
+    ANGRY = "angry", _("angry")
+    DISGUST = "disgust", _("disgust")
+    FEAR = "fear", _("fear")
+    HAPPY = "happy", _("happy")
+    SAD = "sad", _("sad")
+    SURPRISE = "surprise", _("surprise")
+    NEUTRAL = "neutral", _("neutral")
+
+
+EMOTIONS: tuple[str, ...] = tuple(Emotion.values)
 
 
 class LabelPolicy(models.TextChoices):
@@ -113,9 +129,9 @@ class Membership(models.Model):
 
 class Batch(models.Model):
     class Status(models.TextChoices):
-        UPLOADING = "uploading"  # images still streaming in; the worker labels those already stored
-        LABELING = "labeling"
-        DONE = "done"
+        UPLOADING = "uploading", _("uploading")  # images still streaming in; stored ones get labeled
+        LABELING = "labeling", _("labeling")
+        DONE = "done", _("done")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="batches")
     uploaded_by = models.ForeignKey(
@@ -150,24 +166,50 @@ class Batch(models.Model):
         return f"Batch {self.pk} of {self.project}"
 
 
+# What the review grid filters on and the final label is made of (see Image.Meta.indexes).
+GRID_COLUMNS = (
+    "status",
+    "original_label",
+    "predicted_label",
+    "reviewed_label",
+    "unsure_reason",
+    "likely_mislabeled",
+    "suggestion_confident",
+    "suggested_label",
+    "batch",
+)
+
+# The columns an image's final label is made of, plus its status: selectors.label_groups counts
+# the images by them, in the order of the image_label_groups index.
+LABEL_GROUP_COLUMNS = (
+    "original_label",
+    "predicted_label",
+    "reviewed_label",
+    "unsure_reason",
+    "suggestion_confident",
+    "suggested_label",
+    "status",
+)
+
+
 class Image(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSING = "processing"
-        LABELED = "labeled"
-        FAILED = "failed"
+        PENDING = "pending", _("pending")
+        PROCESSING = "processing", _("processing")
+        LABELED = "labeled", _("labeled")
+        FAILED = "failed", _("failed")
 
     class FacePath(models.TextChoices):
-        DETECTED = "detected", "face found (BlazeFace, else Haar cascade)"
-        WHOLE = "whole", "no face found: whole image used"
-        SMALL = "small", "face crop: whole image used"
-        BLANK = "blank", "blank image: nothing to find"
+        DETECTED = "detected", _("face found (BlazeFace, else Haar cascade)")
+        WHOLE = "whole", _("no face found: whole image used")
+        SMALL = "small", _("face crop: whole image used")
+        BLANK = "blank", _("blank image: nothing to find")
 
     class UnsureReason(models.TextChoices):
         """Why the model's label is not used (see inference/unsure.py); empty when it is."""
 
-        NO_FACE = "no_face", "no face found"
-        LOW_CONFIDENCE = "low_confidence", "the model is unsure"
+        NO_FACE = "no_face", _("no face found")
+        LOW_CONFIDENCE = "low_confidence", _("the model is unsure")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="images")
@@ -222,6 +264,24 @@ class Image(models.Model):
             models.Index(fields=["project", "original_label"]),
             models.Index(fields=["status", "claimed_at"]),
             models.Index(fields=["project", "likely_mislabeled", "label_quality"]),
+            # One per order of the review grid (selectors.IMAGE_ORDERS). Each also holds every
+            # column the grid's filters, counts and the summary read, so a page, a count or the
+            # summary at 100,000 images is a scan of the index alone: the rows, with their
+            # probabilities and paths, are several times larger. `id` comes right after the
+            # order's column so it still breaks ties (bench_review measures them).
+            models.Index(
+                fields=["project", "id", "confidence", "label_quality", *GRID_COLUMNS], name="image_grid_id"
+            ),
+            models.Index(
+                fields=["project", "confidence", "id", "label_quality", *GRID_COLUMNS],
+                name="image_grid_confidence",
+            ),
+            models.Index(
+                fields=["project", "label_quality", "id", "confidence", *GRID_COLUMNS],
+                name="image_grid_quality",
+            ),
+            # selectors.label_groups: the summary's and health page's counts in index order.
+            models.Index(fields=["project", *LABEL_GROUP_COLUMNS], name="image_label_groups"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -248,10 +308,10 @@ class Image(models.Model):
 
 class Export(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        READY = "ready"
-        FAILED = "failed"
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
     requested_by = models.ForeignKey(

@@ -7,15 +7,15 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
-from django.db.models import Case, Count, F, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from inference.models import EMOTIONS
-
 from .models import (
+    EMOTIONS,
+    LABEL_GROUP_COLUMNS,
     POLICY_CROWD_AGREEMENT,
     POLICY_MEASURED_WITH,
     ROLE_RANK,
@@ -28,11 +28,16 @@ from .models import (
     Project,
     Role,
     default_label_policy,
+    final_label_under,
 )
 
 
 def projects_for_user(user) -> QuerySet[Project]:
-    return Project.objects.filter(memberships__user=user).annotate(image_count=Count("images", distinct=True))
+    # A count per project from the project's index, where a join of every image of every project
+    # grouped by project read them all (110 ms for a team with a 100,000-image project).
+    images = Image.objects.filter(project=OuterRef("pk")).order_by().values("project")
+    count = Subquery(images.annotate(n=Count("id")).values("n"))
+    return Project.objects.filter(memberships__user=user).annotate(image_count=Coalesce(count, 0))
 
 
 def membership_get(user, project_id: int) -> Membership:
@@ -224,6 +229,20 @@ def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
     return images.order_by(*IMAGE_ORDERS[filters.order])
 
 
+def images_page(project: Project, filters: ImageFilters, number, per_page: int) -> Page:
+    """One page of the review grid. Its ids are read first, from the order's index alone
+    (Image.Meta.indexes), and only then the page's own rows: an OFFSET over whole rows read
+    43,000 rows to show page 900 of 100,000 images least sure first."""
+    ids = images_filtered(project, filters).values_list("id", flat=True)
+    page = Paginator(ids, per_page).get_page(number)
+    wanted = list(page.object_list)
+    rows = Image.objects.filter(id__in=wanted).select_related("reviewed_by").in_bulk()
+    page.object_list = [rows[i] for i in wanted if i in rows]
+    for image in page.object_list:
+        image.project = project  # its final label reads the project's policy; saves a join
+    return page
+
+
 def image_get(project: Project, image_id: int) -> Image:
     image = Image.objects.filter(project=project, id=image_id).first()
     if image is None:
@@ -328,41 +347,82 @@ def batch_rejections(batch: Batch, page=1) -> Page:
     return Paginator(batch.rejected, settings.UPLOAD_REJECTIONS_PAGE).get_page(page)
 
 
+@dataclass(frozen=True)
+class LabelGroup:
+    """How many images share one combination of LABEL_GROUP_COLUMNS."""
+
+    original: str
+    predicted: str
+    reviewed: str
+    unsure_reason: str
+    confident: bool
+    suggested: str
+    status: str
+    count: int
+
+    def final_label(self, policy: str) -> str:
+        return final_label_under(
+            policy,
+            reviewed=self.reviewed,
+            original=self.original,
+            predicted=self.predicted,
+            suggested=self.suggested,
+            confident=self.confident,
+            unsure=bool(self.unsure_reason),
+        )
+
+
+def label_groups(project: Project) -> list[LabelGroup]:
+    """The project's images counted by LABEL_GROUP_COLUMNS: a few hundred groups from which the
+    summary, the charts and the health page take every count they show, in one read of an index
+    instead of one scan of 100,000 rows per figure. Final labels come from final_label_under."""
+    rows = Image.objects.filter(project=project).values_list(*LABEL_GROUP_COLUMNS).annotate(n=Count("id"))
+    return [LabelGroup(*row) for row in rows.order_by(*LABEL_GROUP_COLUMNS)]
+
+
+def confusion_table(counts) -> dict[str, dict[str, int]]:
+    """One label against another, every emotion both ways, from (row label, column label, count)
+    triples (label_groups gives them). Triples missing either label, or holding something other
+    than an emotion, are left out; the summary's original-vs-model table and the health page's
+    original-vs-final table both come from here."""
+    table = {emotion: dict.fromkeys(EMOTIONS, 0) for emotion in EMOTIONS}
+    for row, column, n in counts:
+        if row in table and column in table:
+            table[row][column] += n
+    return table
+
+
 def project_summary(project: Project) -> dict:
-    images = Image.objects.filter(project=project)
+    groups = label_groups(project)
     final_counts: dict[str, int] = {}
     unsure_counts: dict[str, int] = {}
-    rows = (
-        images.exclude(status=Image.Status.FAILED)
-        .annotate(final=final_label_expression(project.label_policy))
-        .values_list("final", "unsure_reason")
-        .annotate(n=Count("id"))
-    )
-    for final, reason, n in rows:
+    status_counts: dict[str, int] = {}
+    original_counts: dict[str, int] = {}
+    table = confusion_table((group.original, group.predicted, group.count) for group in groups)
+    matching = sum(table[emotion][emotion] for emotion in EMOTIONS)
+    disagreements = sum(n for row in table.values() for n in row.values()) - matching
+    reviewed = 0
+    for group in groups:
+        n = group.count
+        status_counts[group.status] = status_counts.get(group.status, 0) + n
+        reviewed += n if group.reviewed else 0
+        if group.original:
+            original_counts[group.original] = original_counts.get(group.original, 0) + n
+        if group.status == Image.Status.FAILED:
+            continue
+        final = group.final_label(project.label_policy)
         # No final label: unsure/ in the export when the model had a label it did not trust.
-        if not final and reason:
-            unsure_counts[reason] = unsure_counts.get(reason, 0) + n
+        if not final and group.unsure_reason:
+            unsure_counts[group.unsure_reason] = unsure_counts.get(group.unsure_reason, 0) + n
         else:
             final_counts[final] = final_counts.get(final, 0) + n
-    pairs = (
-        images.exclude(original_label="")
-        .exclude(predicted_label="")
-        .values_list("original_label", "predicted_label")
-        .annotate(n=Count("id"))
-    )
-    table = {original: dict.fromkeys(EMOTIONS, 0) for original in EMOTIONS}
-    for original, predicted, n in pairs:
-        table[original][predicted] = n
-    status_counts = dict(images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     return {
         "total": sum(status_counts.values()),
         "status_counts": status_counts,
-        "reviewed": images.exclude(reviewed_label="").count(),
-        "disagreements": images.exclude(original_label="")
-        .exclude(predicted_label="")
-        .exclude(original_label=F("predicted_label"))
-        .count(),
+        "reviewed": reviewed,
+        "disagreements": disagreements,
         "final_counts": [(emotion, final_counts.get(emotion, 0)) for emotion in EMOTIONS],
+        "original_counts": original_counts,
         "unlabeled": final_counts.get("", 0),
         "unsure": [
             (reason, label, unsure_counts[reason])
@@ -405,14 +465,31 @@ def images_for_export(project: Project) -> QuerySet:
 CONFIDENCE_BINS = 10
 
 
+def _confidence_bins(project: Project, step: float) -> dict[str, int]:
+    """How many images fall in each confidence bin, in one query of one count per bin: each reads
+    its own range of the image_grid_confidence index, where one count with ten filters tests all
+    ten on every image."""
+    images = Image.objects.filter(project=project).order_by()
+    parts = [
+        images.filter(
+            Q(confidence__gte=i * step)
+            & (Q(confidence__lt=(i + 1) * step) if i < CONFIDENCE_BINS - 1 else Q(confidence__lte=1))
+        )
+        .annotate(bin=Value(i))
+        .values("bin")
+        .annotate(n=Count("id"))
+        .values_list("bin", "n")
+        for i in range(CONFIDENCE_BINS)
+    ]
+    counts = dict(parts[0].union(*parts[1:], all=True))
+    return {f"bin{i}": counts.get(i, 0) for i in range(CONFIDENCE_BINS)}
+
+
 def project_charts(project: Project, summary: dict) -> dict:
     """What the summary page draws: class balance (original against final label), the model's
     confidence in ten bins, and the confusion matrix's cells with the grid filter each opens.
     Widths are percentages of the largest bar, so the page needs no charting script."""
-    images = Image.objects.filter(project=project)
-    originals = dict(
-        images.exclude(original_label="").values_list("original_label").annotate(n=Count("id")).order_by()
-    )
+    originals = summary["original_counts"]
     finals = dict(summary["final_counts"])
     top = max([*originals.values(), *finals.values(), 1])
     balance = [
@@ -426,16 +503,7 @@ def project_charts(project: Project, summary: dict) -> dict:
         for emotion in EMOTIONS
     ]
     step = 1 / CONFIDENCE_BINS
-    counts = images.aggregate(
-        **{
-            f"bin{i}": Count(
-                "id",
-                filter=Q(confidence__gte=i * step)
-                & (Q(confidence__lt=(i + 1) * step) if i < CONFIDENCE_BINS - 1 else Q(confidence__lte=1)),
-            )
-            for i in range(CONFIDENCE_BINS)
-        }
-    )
+    counts = _confidence_bins(project, step)
     highest = max([*counts.values(), 1])
     histogram = [
         {

@@ -22,12 +22,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from facelabel.claims import ClaimHeartbeat
+from facelabel.errors import ServiceError
 from facelabel.rows import rows_insert
-from inference.models import EMOTIONS
 
-from . import selectors
-from .imports import ImportedImage, Rejection, iter_upload
-from .models import Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
+from . import events, selectors
+from .decoding import ImportedImage, Rejection, iter_upload
+from .models import EMOTIONS, Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def project_update(*, project: Project, user=None, **fields) -> Project:
     """Change name, description, relabel_on_new_model or label_policy (`user` is the one who does)."""
     if "label_policy" in fields:
         if fields["label_policy"] not in LabelPolicy.values:
-            raise ValidationError(f"Unknown label policy {fields['label_policy']!r}.")
+            raise ValidationError(_("Unknown label policy %(policy)r.") % {"policy": fields["label_policy"]})
         # Only a change counts as an owner's choice: re-saving the form keeps the project on the
         # measured default, and the project page keeps saying so.
         if fields["label_policy"] != project.label_policy:
@@ -78,7 +78,7 @@ def project_delete(*, project: Project) -> None:
 
 def member_set(*, project: Project, username: str, role: str) -> Membership:
     if role not in Role.values:
-        raise ValidationError(f"Unknown role {role!r}.")
+        raise ValidationError(_("Unknown role %(role)r.") % {"role": role})
     user = get_user_model().objects.filter(username=username.strip(), is_active=True).first()
     if user is None:
         raise ValidationError(
@@ -112,9 +112,11 @@ def _refuse_last_owner_change(membership: Membership, new_role: str | None) -> N
             raise ValidationError(_("A project keeps at least one owner."))
 
 
-class UploadInProgress(Exception):
+class UploadInProgress(ServiceError):
     """The same upload token is being imported by a request that is still alive (or died less
     than UPLOAD_HEARTBEAT_TIMEOUT ago): nothing was imported, send it again in a moment."""
+
+    status_code = 409
 
     def __init__(self, batch: Batch, stored: int):
         self.batch = batch
@@ -124,6 +126,9 @@ class UploadInProgress(Exception):
             f"This upload is still being imported ({stored} images stored so far), or its request "
             f"stopped less than {seconds} s ago. Send it again in a moment to import the rest."
         )
+
+    def body(self) -> dict:
+        return {"detail": str(self), "batch": self.batch.id, "images": self.stored}
 
 
 def batch_create(*, project: Project, user, files: Iterable, upload_token: uuid.UUID | None = None) -> Batch:
@@ -189,6 +194,14 @@ def _stored_names(batch: Batch) -> Callable[[str], bool]:
         return False
 
     return skip
+
+
+def uploads_close_abandoned() -> int:
+    """Uploads whose request died mid-way (server restarted, client gone): keep the images that
+    were stored, say what happened, and let them be labeled."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.UPLOAD_HEARTBEAT_TIMEOUT)
+    batch_ids = Batch.objects.filter(status=Batch.Status.UPLOADING, heartbeat_at__lt=quiet_since)
+    return sum(upload_close_abandoned(batch_id) for batch_id in batch_ids.values_list("id", flat=True))
 
 
 def upload_close_abandoned(batch_id: int) -> int:
@@ -396,15 +409,15 @@ def _upload_temp_files_remove(cutoff) -> int:
 
 
 def _queue_labeling(batch_id: int) -> None:
-    from inference.tasks import queue_batch_labeling
-
-    queue_batch_labeling(batch_id)
+    events.batch_waiting.send(sender=Batch, batch_id=batch_id)
 
 
-class FinalLabelChanged(ValidationError):
+class FinalLabelChanged(ServiceError, ValidationError):
     """Accept was pressed on a label that is no longer the image's final label: since the page
     loaded, the policy changed, the model relabeled the image, an audit or another reviewer
     changed it. Nothing was written; `final_labels` maps image id to the final label now."""
+
+    status_code = 409
 
     def __init__(self, final_labels: dict[int, str]):
         self.final_labels = final_labels
@@ -412,6 +425,9 @@ class FinalLabelChanged(ValidationError):
             f"#{image_id} is now {label or 'unlabeled'}" for image_id, label in final_labels.items()
         )
         super().__init__(f"The final label changed since this page was loaded ({now}); nothing was accepted.")
+
+    def body(self) -> dict:
+        return {"detail": self.messages, "final_labels": self.final_labels}
 
 
 How = LabelChange.How
@@ -423,7 +439,7 @@ def image_set_label(*, image: Image, user, label: str | None, how: str = How.SIN
     if label is None:
         return image_accept(image=image, user=user, how=how)
     if label not in EMOTIONS:
-        raise ValidationError(f"{label!r} is not one of the seven emotions.")
+        raise ValidationError(_("%(label)r is not one of the seven emotions.") % {"label": label})
     _labels_write(project=image.project, image_ids=[image.id], user=user, how=how, label=label)
     image.refresh_from_db()
     return image
@@ -435,7 +451,7 @@ def image_accept(*, image: Image, user, shown: str | None = None, how: str = How
     label, FinalLabelChanged is raised and nothing is written."""
     shown_by_id = None if shown is None else {image.id: shown}
     if not images_accept(project=image.project, image_ids=[image.id], user=user, shown=shown_by_id, how=how):
-        raise ValidationError("This image has no label to accept yet.")
+        raise ValidationError(_("This image has no label to accept yet."))
     image.refresh_from_db()
     return image
 
@@ -469,7 +485,7 @@ def images_set_label(
     if label is None:
         return images_accept(project=project, image_ids=image_ids, user=user, how=how)
     if label not in EMOTIONS:
-        raise ValidationError(f"{label!r} is not one of the seven emotions.")
+        raise ValidationError(_("%(label)r is not one of the seven emotions.") % {"label": label})
     return _labels_write(project=project, image_ids=image_ids, user=user, how=how, label=label)
 
 
@@ -606,6 +622,6 @@ def export_start(*, project: Project, user) -> Export:
 
 
 def _queue_export(export_id: int) -> None:
-    from inference.tasks import export_project_zip
+    from .tasks import export_project_zip  # tasks.py imports this module
 
     export_project_zip.delay(export_id)

@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.files.storage import default_storage
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,11 +17,9 @@ from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 
-from inference.models import EMOTIONS
-
-from . import selectors, services
-from .imports import UploadRefused, check_upload_request, too_many_files
-from .models import Export, Image, LabelChange, Role
+from . import exports, selectors, services
+from .decoding import UploadRefused, check_upload_request, content_length, too_many_files
+from .models import EMOTIONS, Batch, Image, LabelChange, Role
 
 PAGE_SIZES = (24, 48, 96, 192)
 
@@ -145,12 +142,12 @@ def upload(request, project_id: int):
         }
         return render(request, "projects/upload.html", context)
     try:
-        check_upload_request(None, _content_length(request))  # before the body is read
+        check_upload_request(None, content_length(request))  # before the body is read
         try:
             files = request.FILES.getlist("files")
         except TooManyFilesSent:
             raise too_many_files() from None
-        check_upload_request(len(files), _content_length(request))
+        check_upload_request(len(files), content_length(request))
         token = uuid.UUID(request.POST.get("upload_token") or str(uuid.uuid4()))
     except UploadRefused as exc:
         return JsonResponse({"error": exc.message}, status=exc.status_code)
@@ -172,13 +169,6 @@ def upload(request, project_id: int):
     )
 
 
-def _content_length(request) -> int | None:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-
-
 @login_required
 @require_GET
 def batch_detail(request, project_id: int, batch_id: int):
@@ -192,6 +182,7 @@ def batch_detail(request, project_id: int, batch_id: int):
         "progress": selectors.batch_progress(batch),
         "rejections": selectors.batch_rejections(batch, request.GET.get("rejected_page")),
         "unlisted": batch.rejected_count - len(batch.rejected),
+        "batch_statuses": Batch.Status.choices,  # progress.js shows the JSON's status in these words
     }
     return render(request, "projects/batch_detail.html", context)
 
@@ -210,7 +201,7 @@ def review(request, project_id: int):
     project = membership.project
     filters = selectors.ImageFilters.from_query(request.GET)
     per_page = _page_size(request.GET.get("per_page"))
-    page = Paginator(selectors.images_filtered(project, filters), per_page).get_page(request.GET.get("page"))
+    page = selectors.images_page(project, filters, request.GET.get("page"), per_page)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
@@ -220,7 +211,7 @@ def review(request, project_id: int):
         "page": page,
         "filters": filters,
         "emotions": EMOTIONS,
-        "statuses": Image.Status.values,
+        "statuses": Image.Status.choices,
         "unsure_reasons": Image.UnsureReason.choices,
         "query": query.urlencode(),
         "per_page": per_page,
@@ -413,11 +404,7 @@ def export_detail(request, project_id: int, export_id: int):
 @require_GET
 def export_download(request, project_id: int, export_id: int):
     project = selectors.project_get_for_user(request.user, project_id)
-    export = selectors.export_get(project, export_id)
-    if export.status != Export.Status.READY or not export.file:
-        raise Http404("This export is not ready.")
-    filename = f"facelabel-project-{project.id}-export-{export.id}.zip"
-    return FileResponse(default_storage.open(export.file.name, "rb"), as_attachment=True, filename=filename)
+    return exports.export_download(project, export_id)
 
 
 def bad_request(request, exception=None):

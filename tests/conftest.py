@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from facelabel.celery import app as celery_app
-from inference.models import EMOTIONS, ModelVersion
-from projects.models import Membership, Project, Role
+from inference.models import ModelVersion
+from projects.models import EMOTIONS, Membership, Project, Role
 
 
 @pytest.fixture(autouse=True)

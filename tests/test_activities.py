@@ -17,7 +17,8 @@ from activities.dance import BEATS, dance_score
 from activities.dialogues import DIALOGUES, Choice, Dialogue, Node, dialogue_as_json, dialogue_problems
 from activities.models import DanceScore
 from activities.rorschach import answer_categories, rorschach_summary
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from projects.models import EMOTIONS
 from tests.conftest import client_for
 from tests.factories import face_jpeg
 

@@ -16,9 +16,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke
-from inference.models import EMOTIONS
 from projects import services
-from projects.models import ROLE_RANK, Batch, Export, Image, Membership, Project, Role
+from projects.models import EMOTIONS, ROLE_RANK, Batch, Export, Image, Membership, Project, Role
 from tests.conftest import register_tiny_model, zip_bytes
 from tests.factories import face_jpeg
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from accounts.services import api_token_create
-from inference.models import EMOTIONS, ModelVersion
-from projects.models import Batch, Export, Image, Membership, Project, Role
+from inference.models import ModelVersion
+from projects.models import EMOTIONS, Batch, Export, Image, Membership, Project, Role
 from tests.conftest import register_tiny_model
 from tests.factories import face_jpeg
 

@@ -20,10 +20,9 @@ from accounts.services import api_token_create
 from audit import services as audit_services
 from audit.models import AuditRun
 from audit.tasks import audit_project
-from inference.models import EMOTIONS
-from inference.services import export_rows
 from projects import services
-from projects.models import Batch, Image, LabelPolicy
+from projects.exports import export_rows
+from projects.models import EMOTIONS, Batch, Image, LabelPolicy
 from tests.conftest import client_for, zip_bytes
 from tests.factories import face_jpeg
 
@@ -140,9 +139,9 @@ class TestAuditRuns:
         AuditRun.objects.filter(id=run.id).update(
             status=AuditRun.Status.RUNNING, attempts=1, claimed_at=timezone.now() - timedelta(minutes=1)
         )
-        from inference.tasks import recover_stalled_work
+        from audit.tasks import recover_stalled_audits
 
-        recover_stalled_work.delay()
+        recover_stalled_audits.delay()
         run.refresh_from_db()
         assert (run.status, run.attempts) == (AuditRun.Status.DONE, 2)
         assert Image.objects.filter(likely_mislabeled=True).count() == 28

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from inference.crowd import COLUMNS, CrowdScore, Votes, crowd_evaluate, votes_key, votes_read
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 from tests.factories import TINY_TRIAL, face_jpeg
 from training import data, runner, services
 from training.config import config_validate

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inference.engine import EmotionModel
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

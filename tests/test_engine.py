@@ -15,7 +15,8 @@ from inference import engine, faces
 from inference.engine import EmotionModel, load_model_version
 from inference.evaluation import evaluate_folder, format_evaluation
 from inference.faces import Face, find_face
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from projects.models import EMOTIONS
 from tests.factories import face_jpeg, make_tiny_model
 
 REVERSED = list(reversed(EMOTIONS))

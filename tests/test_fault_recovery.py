@@ -26,8 +26,9 @@ from rest_framework.test import APIClient
 from facelabel.claims import ClaimHeartbeat
 from inference import services as inference
 from inference import tasks
-from projects import imports
+from projects import decoding, exports
 from projects import services as projects
+from projects import tasks as project_tasks
 from projects.models import Batch, Export, Image
 from tests.conftest import client_for, zip_bytes
 from tests.factories import face_jpeg
@@ -59,7 +60,7 @@ def test_an_export_built_while_a_reviewer_relabels_agrees_with_its_manifest(
     batch = projects.batch_create(project=project, user=users["bob"], files=files)
     tasks.label_batch(batch.id)
     export = Export.objects.create(project=project, requested_by=users["bob"])
-    real_rows = inference.images_for_export
+    real_rows = exports.images_for_export
 
     def reviewer_relabels_everything() -> None:
         # Another connection, as a reviewer's request would be, committed at once.
@@ -83,9 +84,9 @@ def test_an_export_built_while_a_reviewer_relabels_agrees_with_its_manifest(
                 reviewer.join()
 
     relabeled = threading.Event()
-    monkeypatch.setattr(inference, "images_for_export", lambda p: RelabeledOnceRead(real_rows(p)))
+    monkeypatch.setattr(exports, "images_for_export", lambda p: RelabeledOnceRead(real_rows(p)))
 
-    tasks.export_project_zip(export.id)
+    project_tasks.export_project_zip(export.id)
 
     export.refresh_from_db()
     assert relabeled.is_set() and export.status == Export.Status.READY
@@ -109,7 +110,7 @@ def test_a_heartbeat_keeps_a_held_claim_fresh_from_its_own_connection(project, u
 
     with ClaimHeartbeat(beat, timeout=0.3):
         wait_for(lambda: Export.objects.get(id=export.id).claimed_at > long_ago, what="a beat")
-    assert inference.stalled_work() == ([], [])
+    assert inference.batches_stalled() == [] and exports.exports_stalled() == []
 
 
 def test_a_heartbeat_does_not_beat_inside_a_transaction(project, users):
@@ -125,7 +126,7 @@ def test_an_export_whose_worker_died_is_taken_over_after_30_seconds_not_30_minut
     Export.objects.filter(id=export.id).update(
         status=Export.Status.RUNNING, claimed_at=timezone.now() - timedelta(seconds=31), attempts=1
     )
-    assert inference.stalled_work()[1] == [export.id]
+    assert exports.exports_stalled() == [export.id]
 
 
 def test_an_export_that_died_on_every_try_fails_instead_of_looping(project, users, settings):
@@ -135,7 +136,7 @@ def test_an_export_that_died_on_every_try_fails_instead_of_looping(project, user
         claimed_at=timezone.now() - timedelta(seconds=31),
         attempts=settings.EXPORT_MAX_ATTEMPTS,
     )
-    assert inference.stalled_work()[1] == []
+    assert exports.exports_stalled() == []
     export.refresh_from_db()
     assert export.status == Export.Status.FAILED and "every try" in export.error
 
@@ -147,8 +148,8 @@ def test_a_stale_image_claim_requeues_its_batch_although_another_worker_beat_it(
     Image.objects.update(
         status=Image.Status.PROCESSING, claimed_at=timezone.now() - timedelta(seconds=31), attempts=1
     )
-    assert inference.stalled_work()[0] == [batch.id]
-    tasks.recover_stalled_work()
+    assert inference.batches_stalled() == [batch.id]
+    tasks.recover_stalled_labeling()
     image = Image.objects.get()
     assert (image.status, image.times_labeled) == (Image.Status.LABELED, 1)
 
@@ -229,10 +230,10 @@ def test_a_slow_upload_keeps_beating_between_slices(project, users, settings, mo
     started = timezone.now()
 
     def slow_items(files, skip=None):
-        yield imports.decode_image("a.jpg", face_jpeg(1))
+        yield decoding.decode_image("a.jpg", face_jpeg(1))
         # The next image takes long (a big PNG, a slow client): the batch must still look alive.
         wait_for(lambda: Batch.objects.get().heartbeat_at > started, what="a beat mid-slice")
-        yield imports.decode_image("b.jpg", face_jpeg(2))
+        yield decoding.decode_image("b.jpg", face_jpeg(2))
 
     monkeypatch.setattr(projects, "iter_upload", slow_items)
     batch = projects.batch_create(project=project, user=users["bob"], files=[])
@@ -242,7 +243,8 @@ def test_a_slow_upload_keeps_beating_between_slices(project, users, settings, mo
 def test_an_abandoned_upload_is_closed_and_labeled_by_the_sweep(project, users, active_model):
     token = uuid.uuid4()
     _an_upload_killed_after(project, users, token, stored=2)
-    tasks.recover_stalled_work()
+    project_tasks.recover_stalled_work()
+    tasks.recover_stalled_labeling()
     batch = Batch.objects.get()
     assert batch.status == Batch.Status.DONE and batch.uploaded_at is None
     assert "after 2 images" in batch.rejected[0]["reason"]

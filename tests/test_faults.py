@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from inference import services as inference
 from inference import tasks
-from projects import services
+from projects import exports, services
+from projects import tasks as project_tasks
 from projects.models import Batch, Export, Image
 from tests.factories import face_jpeg
 
@@ -120,13 +121,13 @@ def test_an_interrupted_export_is_never_served_and_a_rerun_completes(batch, user
 
     monkeypatch.setattr(FileSystemStorage, "open", failing_open)
     with pytest.raises(OSError):
-        tasks.export_project_zip(export.id)
+        project_tasks.export_project_zip(export.id)
     export.refresh_from_db()
     assert export.status == Export.Status.PENDING and not export.file
     assert not default_storage.exists(f"exports/{batch.project_id}")
 
     monkeypatch.undo()
-    tasks.export_project_zip(export.id)
+    project_tasks.export_project_zip(export.id)
     export.refresh_from_db()
     assert export.status == Export.Status.READY
     with zipfile.ZipFile(export.file.open()) as archive:
@@ -137,9 +138,9 @@ def test_an_interrupted_export_is_never_served_and_a_rerun_completes(batch, user
 def test_the_same_export_task_twice_builds_one_zip(batch, users):
     tasks.label_batch(batch.id)
     export = Export.objects.create(project=batch.project, requested_by=users["bob"])
-    tasks.export_project_zip(export.id)
+    project_tasks.export_project_zip(export.id)
     first = Export.objects.get(id=export.id).file.name
-    tasks.export_project_zip(export.id)
+    project_tasks.export_project_zip(export.id)
     export.refresh_from_db()
     assert export.file.name == first
     assert len(default_storage.listdir(f"exports/{batch.project_id}")[1]) == 1
@@ -147,17 +148,17 @@ def test_the_same_export_task_twice_builds_one_zip(batch, users):
 
 def test_tasks_given_missing_or_finished_ids_do_nothing(batch):
     tasks.label_batch(999_999)
-    tasks.export_project_zip(999_999)
+    project_tasks.export_project_zip(999_999)
     Batch.objects.filter(id=batch.id).update(status=Batch.Status.DONE)
     tasks.label_batch(batch.id)
     assert set(Image.objects.values_list("status", flat=True)) == {Image.Status.PENDING}
 
 
 def test_the_recovery_sweep_requeues_only_quiet_batches(batch, settings):
-    assert inference.stalled_work() == ([], [])
+    assert inference.batches_stalled() == [] and exports.exports_stalled() == []
     Batch.objects.filter(id=batch.id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert inference.stalled_work()[0] == [batch.id]
-    tasks.recover_stalled_work()  # eager: labels the batch right here
+    assert inference.batches_stalled() == [batch.id]
+    tasks.recover_stalled_labeling()  # eager: labels the batch right here
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE
     assert inference.batch_touch(batch.id) is False

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create, api_token_revoke
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 from tests.factories import face_jpeg
 
 

@@ -11,9 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from inference.models import EMOTIONS
 from projects import services
-from projects.models import Batch, Export, Image, Membership, Project, Role
+from projects.models import EMOTIONS, Batch, Export, Image, Membership, Project, Role
 from tests.conftest import client_for, zip_bytes
 from tests.factories import face_jpeg
 

@@ -10,7 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from projects.models import EMOTIONS
 from tests.factories import TINY_TRIAL, face_jpeg
 from training import services
 from training.config import config_to_dict, config_validate

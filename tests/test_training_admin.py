@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from projects.models import EMOTIONS
 from tests.factories import make_tiny_model
 from training.models import Trial, TrialEpoch
 from training.presets import PRESETS

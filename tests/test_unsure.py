@@ -18,10 +18,9 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create
 from inference import blazeface, faces
 from inference.faces import find_face
-from inference.models import EMOTIONS
 from inference.unsure import threshold_for_share, unsure_reason, unsure_sweep
 from projects import services
-from projects.models import Export, Image, LabelPolicy
+from projects.models import EMOTIONS, Export, Image, LabelPolicy
 from tests.conftest import client_for, zip_bytes
 from tests.factories import face_jpeg, pattern_jpeg
 

@@ -626,13 +626,13 @@ def test_the_sweep_resends_a_delivery_whose_message_was_lost(webhook, receiver):
 
     from django.utils import timezone
 
-    from inference.tasks import recover_stalled_work
     from webhooks.models import WebhookDelivery
+    from webhooks.tasks import recover_stalled_deliveries
 
     delivery = WebhookDelivery.objects.create(webhook=webhook, event="batch.finished", payload={"batch": 1})
-    recover_stalled_work()
+    recover_stalled_deliveries()
     assert receiver.received == []  # not quiet long enough: its own task may still come
     WebhookDelivery.objects.filter(id=delivery.id).update(created_at=timezone.now() - timedelta(hours=1))
-    recover_stalled_work()
+    recover_stalled_deliveries()
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.SUCCEEDED and len(receiver.received) == 1

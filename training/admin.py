@@ -14,10 +14,13 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 
+from . import services
 from .forms import TrialStartForm
 from .models import Trial
+from .plots import confusion_png, learning_curves_png
+from .presets import PRESETS
 
 STATUS_COLOURS = {
     Trial.Status.QUEUED: "#666",
@@ -205,17 +208,13 @@ class TrialAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = TrialStartForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            from .services import trial_create
-
             try:
-                trial = trial_create(**form.trial_create_kwargs(), user=request.user)
+                trial = services.trial_create(**form.trial_create_kwargs(), user=request.user)
             except ValidationError as error:
                 form.add_service_errors(error)
             else:
                 messages.success(request, f"Trial “{trial.name}” is queued.")
                 return HttpResponseRedirect(reverse("admin:training_trial_change", args=[trial.id]))
-        from .presets import PRESETS
-
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -264,8 +263,6 @@ class TrialAdmin(admin.ModelAdmin):
         return trial
 
     def curves_view(self, request, trial_id: int):
-        from .plots import learning_curves_png
-
         epochs = list(self.get_trial(request, trial_id).epochs.all())
         if not epochs:
             raise Http404("No epoch has finished yet.")
@@ -279,18 +276,14 @@ class TrialAdmin(admin.ModelAdmin):
             )
         if not trial.metrics.get("confusion"):
             raise Http404("The trial has no confusion matrix.")
-        from .plots import confusion_png
-
         labels = trial.metrics.get("labels") or list(EMOTIONS)
         return png_response(confusion_png(trial.metrics["confusion"], labels))
 
     @method_decorator(require_POST)
     def promote_view(self, request, trial_id: int):
-        from .services import trial_promote
-
         trial = self.get_trial(request, trial_id, change=True)
         try:
-            version = trial_promote(trial, activate=True)
+            version = services.trial_promote(trial, activate=True)
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
@@ -312,9 +305,7 @@ class TrialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected trials", permissions=["change"])
     def cancel_trials(self, request, queryset):
-        from .services import trial_cancel
-
-        cancelled = [trial_cancel(trial).name for trial in queryset.filter(status__in=ACTIVE)]
+        cancelled = [services.trial_cancel(trial).name for trial in queryset.filter(status__in=ACTIVE)]
         if cancelled:
             messages.success(
                 request, f"Cancel requested for {len(cancelled)} trial(s): {', '.join(cancelled)}."

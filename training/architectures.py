@@ -8,7 +8,7 @@ the functions: importing this module must stay cheap for the web process.
 
 from typing import TYPE_CHECKING
 
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 
 if TYPE_CHECKING:
     import keras

@@ -8,15 +8,17 @@ to [0, 1]; augmentation runs as Keras preprocessing layers on training batches o
 
 import dataclasses
 import functools
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image as PILImage
 
 from inference.crowd import Votes, votes_key, votes_read
-from inference.models import EMOTIONS
+from inference.faces import stored_face
+from projects.models import EMOTIONS, Image
+from projects.selectors import final_label_expression
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -86,9 +88,6 @@ def folder_splits(data_dir: str | Path, votes_file: str = "") -> tuple[Split, Sp
 
 def project_splits(project, config: "TrainingConfig", validation_fraction: float) -> tuple[Split, Split]:
     """The project's images with a final label, their faces cropped, split per class by seed."""
-    from projects.models import Image
-    from projects.selectors import final_label_expression
-
     # The final label follows the project's label policy, as the export does.
     rows = list(
         Image.objects.filter(project=project)
@@ -98,7 +97,9 @@ def project_splits(project, config: "TrainingConfig", validation_fraction: float
         .only("id", "file", "face_box")
         .order_by("id")
     )
-    pixels = np.stack([_face_pixels(row, config) for row in rows]) if rows else None
+    mode = "L" if config.grayscale else "RGB"
+    faces = (stored_face(row.file.name, row.face_box, mode) for row in rows)
+    pixels = np.stack([_resized(face, config) for face in faces]) if rows else None
     labels = np.array([EMOTIONS.index(row.final) for row in rows], np.int64)
     validation = _validation_indices(labels, validation_fraction, config.seed)
     train = np.setdiff1d(np.arange(len(rows)), validation)
@@ -125,16 +126,7 @@ def _validation_indices(labels: np.ndarray, fraction: float, seed: int) -> np.nd
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], np.int64)
 
 
-def _face_pixels(image, config: "TrainingConfig") -> np.ndarray:
-    from PIL import Image as PILImage
-
-    with image.file.open("rb") as handle:
-        picture = PILImage.open(io.BytesIO(handle.read()))
-        picture.load()
-    if image.face_box:
-        x, y, width, height = image.face_box
-        picture = picture.crop((x, y, x + width, y + height))
-    picture = picture.convert("L" if config.grayscale else "RGB")
+def _resized(picture, config: "TrainingConfig") -> np.ndarray:
     picture = picture.resize((config.input_size, config.input_size), PILImage.Resampling.BILINEAR)
     return np.asarray(picture, np.uint8).reshape(config.input_size, config.input_size, config.channels)
 

@@ -6,11 +6,10 @@ from django.core.exceptions import ValidationError
 from projects.models import Project
 
 from .models import Trial
+from .presets import PRESETS
 
 
 def preset_choices() -> list[tuple[str, str]]:
-    from .presets import PRESETS
-
     return [(name, f"{name} — {description}") for name, (description, _config) in PRESETS.items()]
 
 

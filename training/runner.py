@@ -18,7 +18,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from facelabel.claims import ClaimHeartbeat, on_fresh_connection
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 
 from . import data, plots
 from .architectures import build_model, with_flip_averaging

@@ -2,8 +2,11 @@
 
 from django.db.models import QuerySet
 
-from .config import FIELDS
+from projects.models import EMOTIONS
+
+from .config import DEFAULTS, FIELDS
 from .models import Trial, TrialEpoch
+from .presets import PRESETS, preset_config
 
 
 def trial_history(trial: Trial) -> QuerySet[TrialEpoch]:
@@ -128,8 +131,6 @@ def trial_model_card(
 
 
 def _crowd_card(crowd, validation_dir: str, votes: str) -> list[str]:
-    from inference.models import EMOTIONS
-
     score = crowd.score
     lines = [
         "",
@@ -154,9 +155,6 @@ def _crowd_card(crowd, validation_dir: str, votes: str) -> list[str]:
 
 
 def _preset_value(preset: str, name: str):
-    from .config import DEFAULTS
-    from .presets import PRESETS, preset_config
-
     settings = preset_config(preset) if preset in PRESETS else {}
     value = settings.get(name, DEFAULTS[name])
     return list(value) if isinstance(value, tuple) else value

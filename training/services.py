@@ -11,7 +11,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from inference.models import EMOTIONS, ModelVersion
+from facelabel.claims import job_claim
+from inference.models import ModelVersion
+from inference.services import model_version_activate, model_version_register
+from projects.models import EMOTIONS
 
 from .config import config_to_dict, config_validate
 from .models import Trial
@@ -53,7 +56,7 @@ def trial_create(
 
 
 def _queue_trial(trial_id: int) -> None:
-    from .tasks import run_trial
+    from .tasks import run_trial  # tasks.py imports this module
 
     run_trial.delay(trial_id)
 
@@ -84,10 +87,15 @@ def _check_data_source(data_dir: str, project, validation_fraction: float) -> No
 
 
 def trial_claim(trial_id: int) -> bool:
-    """Queued -> running, atomically: a repeated task delivery finds nothing to claim."""
-    now = timezone.now()
-    claimed = Trial.objects.filter(pk=trial_id, status=Trial.Status.QUEUED).update(
-        status=Trial.Status.RUNNING, started_at=now, heartbeat_at=now
+    """Queued -> running, atomically: a repeated task delivery finds nothing to claim. A trial
+    is never taken over: one whose worker died fails (trials_fail_lost)."""
+    claimed = job_claim(
+        Trial.objects.filter(pk=trial_id),
+        waiting=Trial.Status.QUEUED,
+        running=Trial.Status.RUNNING,
+        stale_after=None,
+        stamp="heartbeat_at",
+        started_at=timezone.now(),
     )
     return claimed == 1
 
@@ -107,33 +115,23 @@ def trial_promote(trial: Trial, *, activate: bool = True) -> ModelVersion:
     if trial.status != Trial.Status.SUCCEEDED or not trial.model_file:
         raise ValidationError("Only a trial that succeeded has a model to promote.")
     name = f"trial-{trial.pk}-{slugify(trial.name)}"[:100]
-    version = ModelVersion.objects.filter(name=name).first()
-    if version is None:  # promoting twice reuses the version rather than failing on the name
-        version = ModelVersion(
-            name=name,
-            input_size=trial.config["input_size"],
-            grayscale=trial.config["grayscale"],
-            preprocessing=ModelVersion.Preprocessing.ZERO_ONE,
-            class_order=list(EMOTIONS),
-            metrics=trial.metrics,
-            notes=f"Promoted from training trial {trial.pk} ({trial.preset}).",
+    fields = {
+        "input_size": trial.config["input_size"],
+        "grayscale": trial.config["grayscale"],
+        "preprocessing": ModelVersion.Preprocessing.ZERO_ONE,
+        "class_order": list(EMOTIONS),
+    }
+    notes = f"Promoted from training trial {trial.pk} ({trial.preset})."
+    # Promoting twice reuses the version rather than failing on the name.
+    with trial.model_file.open("rb") as handle:
+        version, _ = model_version_register(
+            name, File(handle, name=f"{name}.keras"), metrics=trial.metrics, notes=notes, **fields
         )
-        with trial.model_file.open("rb") as handle:
-            version.file.save(f"{name}.keras", File(handle), save=False)
-        version.save()
     if activate:
-        _activate(version)
+        model_version_activate(version)
     trial.model_version = version
     trial.save(update_fields=["model_version"])
     return version
-
-
-def _activate(version: ModelVersion) -> None:
-    # Deactivate first, in one transaction: the database allows a single active version.
-    with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
-    version.is_active = True
 
 
 def trials_requeue_waiting() -> list[int]:

@@ -4,13 +4,9 @@ Any member may list a project's webhooks and their deliveries; only owners chang
 owners see the signing secret.
 """
 
-from contextlib import contextmanager
-
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import path
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,7 +20,8 @@ from .models import Event, Webhook, WebhookDelivery
 # --- serializers --------------------------------------------------------------------------------
 
 
-class WebhookCreateInput(serializers.Serializer):
+@extend_schema_serializer(component_name="WebhookCreateInput")  # the schema keeps its name
+class WebhookCreateSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=500, help_text="http(s) URL on a public address")
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=Event.choices),
@@ -34,7 +31,8 @@ class WebhookCreateInput(serializers.Serializer):
     )
 
 
-class WebhookUpdateInput(serializers.Serializer):
+@extend_schema_serializer(component_name="WebhookUpdateInput")  # the schema keeps its name
+class WebhookUpdateSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=500, required=False)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=Event.choices), allow_empty=False, required=False
@@ -43,7 +41,8 @@ class WebhookUpdateInput(serializers.Serializer):
     rotate_secret = serializers.BooleanField(required=False, default=False, help_text="issue a new secret")
 
 
-class WebhookOutput(serializers.ModelSerializer):
+@extend_schema_serializer(component_name="WebhookOutput")  # the schema keeps its name
+class WebhookSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     secret = serializers.SerializerMethodField(
         help_text="HMAC-SHA256 key of X-Facelabel-Signature; shown to owners only, null for others"
@@ -57,7 +56,8 @@ class WebhookOutput(serializers.ModelSerializer):
         return webhook.secret if self.context.get("show_secret") else None
 
 
-class WebhookDeliveryOutput(serializers.ModelSerializer):
+@extend_schema_serializer(component_name="WebhookDeliveryOutput")  # the schema keeps its name
+class WebhookDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
         fields = [
@@ -85,71 +85,61 @@ ERRORS = {
 }
 
 
-@contextmanager
-def _as_api_errors():
-    # Services raise Django's ValidationError; DRF answers 400 only for its own.
-    try:
-        yield
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise ValidationError(detail) from exc
-
-
 # --- views --------------------------------------------------------------------------------------
 
 
-class WebhookListApi(APIView):
+class WebhookListView(APIView):
     @extend_schema(
         tags=["webhooks"],
         operation_id="webhooks_list",
-        responses={200: WebhookOutput(many=True), 404: ERRORS[404]},
+        responses={200: WebhookSerializer(many=True), 404: ERRORS[404]},
     )
     def get(self, request, project_id: int):
         membership = membership_get(request.user, project_id)
         context = {"show_secret": membership.role == Role.OWNER}
         return Response(
-            WebhookOutput(selectors.webhooks_of(membership.project), many=True, context=context).data
+            WebhookSerializer(selectors.webhooks_of(membership.project), many=True, context=context).data
         )
 
     @extend_schema(
         tags=["webhooks"],
         operation_id="webhooks_create",
-        request=WebhookCreateInput,
-        responses={201: WebhookOutput, **ERRORS},
+        request=WebhookCreateSerializer,
+        responses={201: WebhookSerializer, **ERRORS},
     )
     def post(self, request, project_id: int):
         project = project_get_for_user(request.user, project_id, Role.OWNER)
-        data = _valid(WebhookCreateInput, request.data)
-        with _as_api_errors():
-            webhook = services.webhook_create(project=project, user=request.user, **data)
+        data = _valid(WebhookCreateSerializer, request.data)
+        webhook = services.webhook_create(project=project, user=request.user, **data)
         return Response(
-            WebhookOutput(webhook, context={"show_secret": True}).data, status=status.HTTP_201_CREATED
+            WebhookSerializer(webhook, context={"show_secret": True}).data, status=status.HTTP_201_CREATED
         )
 
 
-class WebhookDetailApi(APIView):
+class WebhookDetailView(APIView):
     @extend_schema(
-        tags=["webhooks"], operation_id="webhooks_retrieve", responses={200: WebhookOutput, 404: ERRORS[404]}
+        tags=["webhooks"],
+        operation_id="webhooks_retrieve",
+        responses={200: WebhookSerializer, 404: ERRORS[404]},
     )
     def get(self, request, project_id: int, webhook_id: int):
         membership = membership_get(request.user, project_id)
         webhook = selectors.webhook_get(membership.project, webhook_id)
         context = {"show_secret": membership.role == Role.OWNER}
-        return Response(WebhookOutput(webhook, context=context).data)
+        return Response(WebhookSerializer(webhook, context=context).data)
 
     @extend_schema(
         tags=["webhooks"],
         operation_id="webhooks_partial_update",
-        request=WebhookUpdateInput,
-        responses={200: WebhookOutput, **ERRORS},
+        request=WebhookUpdateSerializer,
+        responses={200: WebhookSerializer, **ERRORS},
     )
     def patch(self, request, project_id: int, webhook_id: int):
         project = project_get_for_user(request.user, project_id, Role.OWNER)
         webhook = selectors.webhook_get(project, webhook_id)
-        data = _valid(WebhookUpdateInput, request.data, partial=True)
-        with _as_api_errors():
-            webhook = services.webhook_update(webhook=webhook, **data)
-        return Response(WebhookOutput(webhook, context={"show_secret": True}).data)
+        data = _valid(WebhookUpdateSerializer, request.data, partial=True)
+        webhook = services.webhook_update(webhook=webhook, **data)
+        return Response(WebhookSerializer(webhook, context={"show_secret": True}).data)
 
     @extend_schema(
         tags=["webhooks"],
@@ -162,7 +152,7 @@ class WebhookDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class WebhookDeliveryListApi(APIView):
+class WebhookDeliveryListView(APIView):
     @extend_schema(
         tags=["webhooks"],
         operation_id="webhooks_deliveries_list",
@@ -173,7 +163,7 @@ class WebhookDeliveryListApi(APIView):
                     "count": serializers.IntegerField(),
                     "next": serializers.URLField(allow_null=True),
                     "previous": serializers.URLField(allow_null=True),
-                    "results": WebhookDeliveryOutput(many=True),
+                    "results": WebhookDeliverySerializer(many=True),
                 },
             ),
             404: ERRORS[404],
@@ -184,7 +174,7 @@ class WebhookDeliveryListApi(APIView):
         deliveries = selectors.deliveries_of(selectors.webhook_get(project, webhook_id))
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(deliveries, request, view=self)
-        return paginator.get_paginated_response(WebhookDeliveryOutput(page, many=True).data)
+        return paginator.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 
 
 def _valid(serializer_class, data, partial: bool = False) -> dict:
@@ -194,15 +184,15 @@ def _valid(serializer_class, data, partial: bool = False) -> dict:
 
 
 urlpatterns = [
-    path("projects/<int:project_id>/webhooks/", WebhookListApi.as_view(), name="api-webhooks"),
+    path("projects/<int:project_id>/webhooks/", WebhookListView.as_view(), name="api-webhooks"),
     path(
         "projects/<int:project_id>/webhooks/<int:webhook_id>/",
-        WebhookDetailApi.as_view(),
+        WebhookDetailView.as_view(),
         name="api-webhook",
     ),
     path(
         "projects/<int:project_id>/webhooks/<int:webhook_id>/deliveries/",
-        WebhookDeliveryListApi.as_view(),
+        WebhookDeliveryListView.as_view(),
         name="api-webhook-deliveries",
     ),
 ]

@@ -13,12 +13,13 @@ from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
+from django.urls import reverse
 from django.utils import timezone
 
-from projects.models import Project
+from projects.models import Batch, Export, Image, Project
 
 from .models import Event, Webhook, WebhookDelivery, new_secret
 from .targets import UnresolvableHost, pinned_post, target_check, target_validate
@@ -42,7 +43,9 @@ def webhook_create(*, project: Project, user, url: str, events: list[str] | None
         # Counted under the project's row lock so two parallel requests cannot both pass the cap.
         Project.objects.select_for_update().filter(id=project.id).first()
         if Webhook.objects.filter(project=project).count() >= MAX_WEBHOOKS_PER_PROJECT:
-            raise ValidationError(f"A project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks.")
+            raise ValidationError(
+                {NON_FIELD_ERRORS: f"A project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks."}
+            )
         return Webhook.objects.create(project=project, url=url, events=events, created_by=user)
 
 
@@ -110,8 +113,30 @@ def webhook_event(project_id: int, event: str, payload: dict) -> list[int]:
     return delivery_ids
 
 
+def batch_finished_notify(batch_id: int) -> list[int]:
+    batch = Batch.objects.get(id=batch_id)
+    counts = dict(batch.images.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    payload = {
+        "batch": batch.id,
+        "status": batch.status,
+        "images": batch.image_count,
+        "labeled": counts.get(Image.Status.LABELED, 0),
+        "failed": counts.get(Image.Status.FAILED, 0),
+        "finished_at": batch.finished_at.isoformat(),
+    }
+    return webhook_event(batch.project_id, Event.BATCH_FINISHED, payload)
+
+
+def export_ready_notify(export_id: int) -> list[int]:
+    export = Export.objects.get(id=export_id)
+    path = reverse("projects:export_download", args=[export.project_id, export.id])
+    download = settings.SITE_URL.rstrip("/") + path
+    payload = {"export": export.id, "images": export.image_count, "download": download}
+    return webhook_event(export.project_id, Event.EXPORT_READY, payload)
+
+
 def _queue_delivery(delivery_id: int) -> None:
-    from .tasks import deliver_webhook
+    from .tasks import deliver_webhook  # tasks.py imports this module
 
     deliver_webhook.delay(delivery_id)
 

@@ -6,7 +6,8 @@
   async function poll() {
     try {
       const data = await (await fetch(box.dataset.url, { headers: { Accept: "application/json" } })).json();
-      set("status", data.status);
+      // The JSON says the machine's word; the page shows its own (data-status-<value>).
+      set("status", box.dataset[`status${data.status[0].toUpperCase()}${data.status.slice(1)}`] || data.status);
       set("done", data.done);
       set("total", data.total);
       set("labeled", data.labeled);

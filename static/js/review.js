@@ -11,6 +11,8 @@
   if (!grid) return;
   const canReview = grid.dataset.canReview === "1";
   const emotions = grid.dataset.emotions.split(",");
+  // Codes stay English in requests; cards show the names in the page's language.
+  const names = Object.fromEntries(emotions.map((e, i) => [e, (grid.dataset.emotionNames || "").split(",")[i] || e]));
   const csrf = document.cookie.match(/csrftoken=([^;]+)/)?.[1] || "";
   const cards = Array.from(grid.querySelectorAll(".thumb"));
   const help = document.getElementById("keys-help");
@@ -81,7 +83,7 @@
 
   function show(card, data) {
     card.dataset.final = data.final_label || "";
-    card.querySelector(".final-label").textContent = data.final_label || "–";
+    card.querySelector(".final-label").textContent = names[data.final_label] || data.final_label || "–";
     card.classList.toggle("reviewed", !!data.reviewed_label);
     const accept = card.querySelector(".accept");
     if (accept) accept.disabled = !data.final_label;

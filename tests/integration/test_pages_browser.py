@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 from tests.conftest import zip_bytes
 from tests.factories import face_jpeg
 from tests.integration.stack import HTTP_TIMEOUT, ROOT, Stack, need

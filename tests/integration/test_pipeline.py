@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from inference.models import EMOTIONS
+from projects.models import EMOTIONS
 from tests.conftest import zip_bytes
 from tests.factories import face_jpeg
 from tests.integration.stack import HTTP_TIMEOUT, REDIS_URL

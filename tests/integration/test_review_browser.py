@@ -147,3 +147,106 @@ def test_a_reviewer_works_the_grid_by_mouse_and_keyboard_and_undoes(make_stack, 
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(ARTIFACTS / f"review-phone-{name}.png"))
         assert width <= 390, f"{path} is {width} px wide"
+
+
+# Sixty cards over three pages of 24: fifty originally sad, ten happy (under "keep original
+# labels", so each card shows its original label as the final one).
+SEED_PAGES = """
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from projects.models import Batch, Image, Membership, Project, Role
+from tests.factories import face_jpeg
+
+ann = get_user_model().objects.create_user("ann", password="ann-password")
+project = Project.objects.create(name="Pages", created_by=ann, label_policy="original")
+Membership.objects.create(project=project, user=ann, role=Role.OWNER)
+batch = Batch.objects.create(project=project, status="done", image_count=60)
+face = Image(project=project, batch=batch)
+face.file.save("face.jpg", ContentFile(face_jpeg(0)), save=False)
+Image.objects.bulk_create(
+    Image(project=project, batch=batch, file=face.file.name, original_name=f"{i}.jpg",
+          original_label="happy" if i % 6 == 0 else "sad", predicted_label="happy",
+          confidence=0.5 + i / 200, status="labeled", width=48, height=48)
+    for i in range(60)
+)
+print(project.id)
+"""
+
+
+def _sign_in_to_review(stack, page, seed: str, user: str, query: str = "") -> int:
+    project_id = int(stack.manage("shell", "-c", seed).split()[-1])
+    stack.start_web()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    review = f"/projects/{project_id}/review/"
+    page.goto(f"{stack.url}{review}{query}")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", f"{user}-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: urlsplit(url).path == review)
+    return project_id
+
+
+def test_the_keyboard_goes_on_to_the_next_page_from_the_last_card(make_stack, browser_page):  # noqa: F811
+    stack = make_stack("embedded")
+    page = browser_page
+    project_id = _sign_in_to_review(stack, page, SEED_PAGES, "ann", "?per_page=24")
+    labels = lambda: [row[0] for row in stack.sql(REVIEWED, (project_id,))]  # noqa: E731
+    cards = page.locator(".thumb")
+    expect(cards).to_have_count(24)
+
+    # End, then → on the last card: page 2, its first card focused.
+    cards.first.focus()
+    page.keyboard.press("End")
+    expect(cards.nth(23)).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(re.compile(r"[?&]page=2\b"))
+    expect(page.locator(".thumb").first).to_be_focused()
+    expect(page.locator(".pager")).to_contain_text("page 2 of 3")
+
+    # A label key on the last card saves that card first, then goes on to page 3.
+    page.keyboard.press("End")
+    page.keyboard.press("4")
+    page.wait_for_url(re.compile(r"[?&]page=3\b"))
+    assert labels()[47] == "happy" and labels().count("happy") == 1
+    expect(page.locator(".thumb")).to_have_count(12)
+    expect(page.locator(".thumb").first).to_be_focused()
+
+    # Page Up and Page Down from any card; Page Down on the last page stays there.
+    page.keyboard.press("PageUp")
+    page.wait_for_url(re.compile(r"[?&]page=2\b"))
+    expect(page.locator(".thumb").first).to_be_focused()
+    page.keyboard.press("PageDown")
+    page.wait_for_url(re.compile(r"[?&]page=3\b"))
+    page.keyboard.press("PageDown")
+    page.wait_for_timeout(500)
+    assert re.search(r"[?&]page=3\b", page.url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "review-last-page.png"))
+
+
+def test_select_all_matching_the_filter_labels_every_page_and_undoes_at_once(make_stack, browser_page):  # noqa: F811
+    stack = make_stack("embedded")
+    page = browser_page
+    project_id = _sign_in_to_review(stack, page, SEED_PAGES, "ann", "?original=sad&per_page=24")
+    rows = "SELECT original_label, reviewed_label FROM projects_image WHERE project_id = ? ORDER BY id"
+    reviewed = lambda: stack.sql(rows, (project_id,))  # noqa: E731
+    expect(page.locator(".thumb")).to_have_count(24)
+    # Fifty sad images match over three pages; the ten happy ones do not.
+    expect(page.locator("#bulk")).to_contain_text("(50)")
+
+    page.check("#select-matching")
+    expect(page.locator(".thumb .pick:checked")).to_have_count(24)
+    page.select_option("#bulk-label", "neutral")
+    page.click("#bulk-set")
+    expect(page.locator(".thumb").first.locator(".final-label")).to_have_text("neutral", timeout=60_000)
+    after = reviewed()
+    assert [r for o, r in after if o == "sad"] == ["neutral"] * 50
+    assert [r for o, r in after if o == "happy"] == [""] * 10
+    changes = stack.sql("SELECT COUNT(DISTINCT action), COUNT(*) FROM projects_labelchange")
+    assert changes == [(1, 50)]  # one action: one undo step
+    page.screenshot(path=str(ARTIFACTS / "review-bulk-matching.png"))
+
+    page.click("#undo")
+    expect(page.locator(".thumb").first.locator(".final-label")).to_have_text("sad", timeout=60_000)
+    assert [r for _, r in reviewed()] == [""] * 60
+    expect(page.locator("ul.messages[role=status]")).to_contain_text("50")

@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create
-from inference.services import active_model_version
+from inference.selectors import active_model_version
 
 
 class Command(BaseCommand):

@@ -15,10 +15,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import AuditRun
 from facelabel.celery import worker_argv
-from inference.models import EMOTIONS
-from inference.services import active_model_version
+from inference.selectors import active_model_version
 from projects import services
-from projects.models import Batch, Export, Image, Project
+from projects.models import EMOTIONS, Batch, Export, Image, Project
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -127,6 +126,7 @@ def model_throughput(version, paths, naive_sample: int) -> tuple[float, float]:
     from django.conf import settings
     from PIL import Image as PILImage
 
+    # Imported here so that `manage.py help` does not load TensorFlow and OpenCV.
     from inference.engine import load_model_version
     from inference.faces import find_face
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from projects.models import EMOTIONS
 
 
 class Command(BaseCommand):

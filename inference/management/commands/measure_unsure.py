@@ -9,8 +9,9 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
 from inference.unsure import format_sweep, photo_check, threshold_for_share, unsure_sweep
+from projects.models import EMOTIONS
 
 THRESHOLDS = [round(0.2 + 0.02 * i, 2) for i in range(21)]  # 0.20 to 0.60
 
@@ -71,6 +72,7 @@ class Command(BaseCommand):
             self._photos(emotion_model, predictions, photos)
 
     def _crowd(self, predictions, confidence: np.ndarray, votes_file: str):
+        # Imported here so that `manage.py help` does not load scikit-learn and OpenCV.
         from inference.crowd import votes_key, votes_read
 
         try:
@@ -92,6 +94,7 @@ class Command(BaseCommand):
         return unsure_sweep(confidence[counted], agrees, THRESHOLDS)
 
     def _photos(self, emotion_model, predictions, count: int) -> None:
+        # Imported here so that `manage.py help` does not load the other command's dependencies.
         from inference.management.commands.bench_predict import as_photo
 
         total = len(predictions.files)

@@ -1,12 +1,14 @@
 import argparse
-import hashlib
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from inference.models import EMOTIONS, ModelVersion
+from inference.models import ModelVersion
+from inference.selectors import active_model_version
+from inference.services import model_version_activate, model_version_register
+from projects.models import EMOTIONS
 
 
 def class_order(value: str) -> list[str]:
@@ -53,59 +55,17 @@ class Command(BaseCommand):
             "preprocessing": options["preprocessing"],
             "class_order": options["class_order"],
         }
-        version = ModelVersion.objects.filter(name=options["name"]).first()
-        if version is None:
-            version = register(options["name"], path, wanted)
+        try:
+            with path.open("rb") as handle:
+                version, created = model_version_register(
+                    options["name"], File(handle, name=path.name), load_from=path, **wanted
+                )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        if created:
             self.stdout.write(f"registered model version {version.name}")
         else:
-            ensure_same(version, path, wanted)
             self.stdout.write(f"model version {version.name} is already registered")
-        if options["activate"] or (
-            options["activate_if_none"] and not ModelVersion.objects.filter(is_active=True).exists()
-        ):
-            activate(version)
+        if options["activate"] or (options["activate_if_none"] and active_model_version() is None):
+            model_version_activate(version)
             self.stdout.write(f"model version {version.name} is active")
-
-
-def register(name: str, path: Path, fields: dict) -> ModelVersion:
-    from inference.engine import EmotionModel
-
-    try:
-        # Loading it once proves the file and its settings fit together, and leaves the converted
-        # fast model in MODEL_CACHE_DIR so that workers start without converting.
-        EmotionModel(path, **fields)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{path} cannot be used with these settings: {exc}") from exc
-    version = ModelVersion(name=name, **fields)
-    with path.open("rb") as handle:
-        version.file.save(path.name, File(handle), save=False)
-    version.save()
-    return version
-
-
-def ensure_same(version: ModelVersion, path: Path, fields: dict) -> None:
-    """A version's labels must stay explainable, so a name is never reused for another model."""
-    different = [name for name, value in fields.items() if getattr(version, name) != value]
-    with version.file.open("rb") as stored, path.open("rb") as given:
-        if _digest(stored) != _digest(given):
-            different.append("file")
-    if different:
-        raise CommandError(
-            f"A model version named {version.name!r} already exists with a different "
-            f"{', '.join(different)}; register this one under a new name."
-        )
-
-
-def activate(version: ModelVersion) -> None:
-    # One transaction, deactivating first: the database allows a single active version.
-    with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
-    version.is_active = True
-
-
-def _digest(handle) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: handle.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()

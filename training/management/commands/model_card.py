@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from projects.models import EMOTIONS
 from training.models import Trial
 from training.selectors import trial_model_card
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--validation", type=Path, help="default: the trial's data folder's validation/")
 
     def handle(self, *args, trial: int, name: str, dir: Path, validation: Path | None, **options):
+        # Imported here so that `manage.py help` does not load TensorFlow and OpenCV.
         from inference.crowd import format_crowd_evaluation, votes_read
         from inference.engine import EmotionModel
         from inference.evaluation import (
@@ -29,7 +31,6 @@ class Command(BaseCommand):
             score_against_crowd,
             score_folder_labels,
         )
-        from inference.models import EMOTIONS
 
         found = Trial.objects.filter(pk=trial, status=Trial.Status.SUCCEEDED).exclude(model_file="").first()
         if found is None:

@@ -21,9 +21,12 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.models import EMOTIONS
+from facelabel.errors import ServiceError
+
+from .models import EMOTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class Rejection:
     reason: str
 
 
-class UploadRefused(Exception):
+class UploadRefused(ServiceError):
     """The whole request is refused: nothing from it is imported."""
 
     def __init__(self, status_code: int, message: str) -> None:
@@ -103,23 +106,37 @@ def check_upload_request(file_count: int | None, content_length: int | None) -> 
     body is parsed, so an oversized body is refused without being read."""
     if content_length is not None and content_length > settings.UPLOAD_MAX_BYTES:
         raise UploadRefused(
-            413, f"upload too large: {content_length:,} bytes (limit {settings.UPLOAD_MAX_BYTES:,})"
+            413,
+            _("upload too large: %(size)s bytes (limit %(limit)s)")
+            % {"size": f"{content_length:,}", "limit": f"{settings.UPLOAD_MAX_BYTES:,}"},
         )
     if file_count is None:
         return
     if file_count > settings.UPLOAD_MAX_FILES:
         raise UploadRefused(
-            400, f"too many files: {file_count} (limit {settings.UPLOAD_MAX_FILES} per upload)"
+            400,
+            _("too many files: %(count)s (limit %(limit)s per upload)")
+            % {"count": file_count, "limit": settings.UPLOAD_MAX_FILES},
         )
     if file_count < 1:
-        raise UploadRefused(400, "no files uploaded")
+        raise UploadRefused(400, _("no files uploaded"))
+
+
+def content_length(request) -> int | None:
+    """The request's declared body size (0 when none is given), or None when the header is not
+    a number; check_upload_request judges it."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
 
 
 def too_many_files() -> UploadRefused:
     """Django stops reading a body past DATA_UPLOAD_MAX_NUMBER_FILES files (TooManyFilesSent),
     before the files can be counted: the same refusal, in words."""
     limit = settings.UPLOAD_MAX_FILES
-    return UploadRefused(400, f"too many files: more than {limit} (limit {limit} per upload)")
+    message = _("too many files: more than %(limit)s (limit %(limit)s per upload)")
+    return UploadRefused(400, message % {"limit": limit})
 
 
 def iter_upload(

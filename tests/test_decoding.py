@@ -1,4 +1,4 @@
-"""projects.imports: the hostile uploads of QUALITY.md 1-4, 6 and 8-10, generated on the spot."""
+"""projects.decoding: the hostile uploads of QUALITY.md 1-4, 6 and 8-10, generated on the spot."""
 
 import io
 import os
@@ -15,7 +15,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from PIL import Image, ImageFile
 
-from projects.imports import (
+from projects.decoding import (
     ImportedImage,
     Rejection,
     UploadRefused,
