@@ -21,7 +21,7 @@ def bench_folder(
     data_dir: Path, *, noise: float, seed: int, cross_validated: bool, model_name: str | None = None
 ) -> dict:
     version = _version(model_name)
-    files, truth = _labeled_files(Path(data_dir))
+    files, truth = labeled_files(Path(data_dir))
     given, flipped = flip_labels(truth, noise, seed)
     started = time.monotonic()
     probs, result, _ = _audit(version, files, given, cross_validated)
@@ -58,7 +58,7 @@ def bench_votes(data_dir: Path, votes_file: Path, *, cross_validated: bool, mode
 
     votes = votes_read(votes_file)
     version = _version(model_name)
-    files, given = _labeled_files(Path(data_dir))
+    files, given = labeled_files(Path(data_dir))
     probs, result, unsure = _audit(version, files, given, cross_validated)
     crowd = [votes.get(votes_key(path)) for path in files]
     counted = np.array([c is not None and c.counts_as_emotion for c in crowd])
@@ -208,7 +208,7 @@ def _version(name: str | None) -> ModelVersion:
     return version
 
 
-def _labeled_files(data_dir: Path) -> tuple[list[Path], np.ndarray]:
+def labeled_files(data_dir: Path) -> tuple[list[Path], np.ndarray]:
     files, labels = [], []
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and p.name in EMOTIONS):
         for path in sorted(folder.iterdir()):

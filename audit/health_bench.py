@@ -11,8 +11,8 @@ from PIL import Image as PILImage
 from projects.models import EMOTIONS
 
 from . import health
+from .bench import labeled_files
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CHUNK = 512
 
 
@@ -20,8 +20,6 @@ def bench_trees(trees: list[Path], *, model_name: str | None = None) -> tuple[di
     """(figures, one report row per image)."""
     started = time.monotonic()
     files, originals, batches = _tree_files(trees)
-    if not files:
-        raise ValueError(f"no images in one sub-folder per emotion under {', '.join(map(str, trees))}")
     prints, no_face, features, predicted = _read(files, model_name)
     groups = health.duplicate_groups([p.digest for p in prints], [p.phash for p in prints])
     conflicting, cross = health.group_flags(groups, [originals], batches)
@@ -60,11 +58,10 @@ def bench_trees(trees: list[Path], *, model_name: str | None = None) -> tuple[di
 def _tree_files(trees: list[Path]) -> tuple[list[Path], list[str], list[int]]:
     files, originals, batches = [], [], []
     for batch, tree in enumerate(trees):
-        for folder in sorted(p for p in tree.iterdir() if p.is_dir() and p.name.lower() in EMOTIONS):
-            for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-                files.append(path)
-                originals.append(folder.name.lower())
-                batches.append(batch)
+        paths, labels = labeled_files(tree)
+        files += paths
+        originals += [EMOTIONS[label] for label in labels]
+        batches += [batch] * len(paths)
     return files, originals, batches
 
 
