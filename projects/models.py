@@ -78,6 +78,13 @@ def final_label_under(
     return original or predicted
 
 
+class ExcludedExport(models.TextChoices):
+    """What the export does with excluded images; the manifest lists them either way."""
+
+    FOLDER = "folder", _("put them in an excluded/ folder")
+    OMIT = "omit", _("leave them out of the folders")
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -96,6 +103,10 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    # Where the export puts images a reviewer excluded (duplicates, unusable): never silently lost.
+    export_excluded = models.CharField(
+        max_length=10, choices=ExcludedExport.choices, default=ExcludedExport.FOLDER
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -211,6 +222,23 @@ class Image(models.Model):
         NO_FACE = "no_face", _("no face found")
         LOW_CONFIDENCE = "low_confidence", _("the model is unsure")
 
+    class DuplicateKind(models.TextChoices):
+        EXACT = "exact", _("exact copies (same pixels)")
+        NEAR = "near", _("near copies (perceptual hash)")
+
+    class UnusableReason(models.TextChoices):
+        """Why the dataset health check thinks the image is no use as a face (audit/health.py)."""
+
+        BLANK = "blank", _("blank or nearly uniform")
+        NO_FACE = "no_face", _("no face found in a photo")
+        OUTLIER = "outlier", _("far from every class (outlier)")
+
+    class ExcludedReason(models.TextChoices):
+        """Why a reviewer took the image out of the emotion folders of the export."""
+
+        DUPLICATE = "duplicate", _("a copy of another image that was kept")
+        UNUSABLE = "unusable", _("unusable as a face")
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to="images/%Y/%m/%d/", max_length=200)
@@ -256,6 +284,22 @@ class Image(models.Model):
         default=False, help_text="Strong enough to replace the original under the suggestions policy"
     )
 
+    # The latest dataset health check (audit/health.py) over all of the project's batches: its
+    # group number is the smallest image id in the group, so a group keeps its number across runs.
+    duplicate_group = models.PositiveBigIntegerField(null=True, blank=True)
+    duplicate_kind = models.CharField(max_length=5, choices=DuplicateKind.choices, blank=True)
+    # Members carry different original or final labels: one of them is wrong.
+    duplicate_conflicting = models.BooleanField(default=False)
+    # Members sit in more than one batch: a leak when the batches are training and test sets.
+    duplicate_cross_batch = models.BooleanField(default=False)
+    unusable_reason = models.CharField(max_length=10, choices=UnusableReason.choices, blank=True)
+    # Set by a reviewer's action (undoable, in LabelChange); the export honours the project's
+    # export_excluded choice.
+    excluded_reason = models.CharField(max_length=10, choices=ExcludedReason.choices, blank=True)
+    # The dataset map: a 2-D projection of the model's penultimate features.
+    map_x = models.FloatField(null=True, blank=True)
+    map_y = models.FloatField(null=True, blank=True)
+
     class Meta:
         ordering = ["id"]
         indexes = [
@@ -282,6 +326,8 @@ class Image(models.Model):
             ),
             # selectors.label_groups: the summary's and health page's counts in index order.
             models.Index(fields=["project", *LABEL_GROUP_COLUMNS], name="image_label_groups"),
+            # The duplicates listing, and the grid's health filters (few rows each).
+            models.Index(fields=["project", "duplicate_group"], name="image_duplicates"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -350,6 +396,10 @@ class LabelChange(models.Model):
         POLICY = "policy", _("policy")
         UNDO = "undo", _("undo")
         REDO = "redo", _("redo")
+        KEEP_ONE = "keep_one", _("kept one copy, excluded the rest")
+        RESOLVE = "resolve", _("resolved a conflicting group")
+        EXCLUDE = "exclude", _("excluded")
+        INCLUDE = "include", _("included again")
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_changes")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="label_changes")
@@ -357,6 +407,9 @@ class LabelChange(models.Model):
     at = models.DateTimeField(default=timezone.now)
     from_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
     to_label = models.CharField(max_length=10, choices=Emotion.choices, blank=True)
+    # Image.excluded_reason before and after (equal when only the label changed).
+    from_excluded = models.CharField(max_length=10, choices=Image.ExcludedReason.choices, blank=True)
+    to_excluded = models.CharField(max_length=10, choices=Image.ExcludedReason.choices, blank=True)
     how = models.CharField(max_length=10, choices=How.choices)
     action = models.UUIDField(default=uuid.uuid4, db_index=True)
     # Set on an action's rows once it was undone (and cleared again by redo): the undo stack.

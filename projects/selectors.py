@@ -1,5 +1,6 @@
 """Reads: which projects a user may see, the review grid's filters, progress and summaries."""
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +135,10 @@ IMAGE_ORDERS = {
 
 
 UNSURE_CHOICES = ("yes", "no", *Image.UnsureReason.values)
+# Dataset health filters: "yes" is any duplicate, the rest narrow it to one kind of group.
+DUPLICATE_CHOICES = ("yes", "no", "conflicting", "cross_batch", *Image.DuplicateKind.values)
+UNUSABLE_CHOICES = ("yes", "no", *Image.UnusableReason.values)
+EXCLUDED_CHOICES = ("yes", "no", *Image.ExcludedReason.values)
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,12 @@ class ImageFilters:
     min_confidence: float | None = None
     max_confidence: float | None = None
     batch: int | None = None
+    duplicates: str = ""  # one of DUPLICATE_CHOICES
+    duplicate_group: int | None = None
+    unusable: str = ""  # one of UNUSABLE_CHOICES
+    excluded: str = ""  # one of EXCLUDED_CHOICES
+    # A rectangle of the dataset map (x0, y0, x1, y1): the points someone selected there.
+    map_box: tuple[float, float, float, float] | None = None
     order: str = "id"
 
     @classmethod
@@ -177,8 +188,27 @@ class ImageFilters:
             min_confidence=number("min_confidence"),
             max_confidence=number("max_confidence"),
             batch=number("batch", int),
+            duplicates=_choice(params.get("duplicates"), DUPLICATE_CHOICES),
+            duplicate_group=number("duplicate_group", int),
+            unusable=_choice(params.get("unusable"), UNUSABLE_CHOICES),
+            excluded=_choice(params.get("excluded"), EXCLUDED_CHOICES),
+            map_box=_box(params.get("map_box")),
             order=params.get("order") if params.get("order") in IMAGE_ORDERS else "id",
         )
+
+
+def _choice(value, choices) -> str:
+    return value if value in choices else ""
+
+
+def _box(value) -> tuple[float, float, float, float] | None:
+    try:
+        x0, y0, x1, y1 = (float(part) for part in str(value).split(","))
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        return None
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
 
 def _flag(value) -> bool | None:
@@ -226,7 +256,33 @@ def images_filtered(project: Project, filters: ImageFilters) -> QuerySet[Image]:
         images = images.filter(confidence__lte=filters.max_confidence)
     if filters.batch is not None:
         images = images.filter(batch_id=filters.batch)
-    return images.order_by(*IMAGE_ORDERS[filters.order])
+    return _health_filtered(images, filters).order_by(*IMAGE_ORDERS[filters.order])
+
+
+def _health_filtered(images: QuerySet[Image], filters: ImageFilters) -> QuerySet[Image]:
+    if filters.duplicates == "yes":
+        images = images.filter(duplicate_group__isnull=False)
+    elif filters.duplicates == "no":
+        images = images.filter(duplicate_group__isnull=True)
+    elif filters.duplicates == "conflicting":
+        images = images.filter(duplicate_conflicting=True)
+    elif filters.duplicates == "cross_batch":
+        images = images.filter(duplicate_cross_batch=True)
+    elif filters.duplicates:
+        images = images.filter(duplicate_kind=filters.duplicates)
+    if filters.duplicate_group is not None:
+        images = images.filter(duplicate_group=filters.duplicate_group)
+    for name, value in (("unusable_reason", filters.unusable), ("excluded_reason", filters.excluded)):
+        if value == "yes":
+            images = images.exclude(**{name: ""})
+        elif value == "no":
+            images = images.filter(**{name: ""})
+        elif value:
+            images = images.filter(**{name: value})
+    if filters.map_box is not None:
+        x0, y0, x1, y1 = filters.map_box
+        images = images.filter(map_x__gte=x0, map_x__lte=x1, map_y__gte=y0, map_y__lte=y1)
+    return images
 
 
 def images_page(project: Project, filters: ImageFilters, number, per_page: int) -> Page:
