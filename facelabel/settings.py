@@ -389,6 +389,10 @@ CACHES = {
     )
 }
 
+# Counts of a project's images (grid, summary, health page) are cached until the images change;
+# this bounds how long one can lag should a writer not say so (projects.events.images_changed).
+GRID_COUNT_CACHE_SECONDS = envint("GRID_COUNT_CACHE_SECONDS", 60)
+
 # Activities ("Emotions in Action"): anyone may recognise a photo, so each client gets a budget.
 ACTIVITIES_RECOGNISE_PER_MINUTE = envint("ACTIVITIES_RECOGNISE_PER_MINUTE", 20)
 ACTIVITIES_PHOTO_MAX_BYTES = envint("ACTIVITIES_PHOTO_MAX_BYTES", 8 * 1024 * 1024)

@@ -53,7 +53,7 @@ def predict_folder(model: EmotionModel, data_dir: Path, batch_size: int = 256) -
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir} is not a folder")
-    files = list(_labeled_files(data_dir))
+    files = list(labeled_files(data_dir))
     kept, truth, probabilities, skipped = [], [], [], []
     mode = "L" if model.grayscale else "RGB"
     for start in range(0, len(files), batch_size):
@@ -95,7 +95,7 @@ def score_against_crowd(predictions: Predictions, votes: dict) -> CrowdEvaluatio
     )
 
 
-def _labeled_files(data_dir: Path) -> Iterator[tuple[Path, int]]:
+def labeled_files(data_dir: Path) -> Iterator[tuple[Path, int]]:
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         if folder.name not in EMOTIONS:
             logger.warning("ignoring %s: not one of the seven emotions", folder)

@@ -30,7 +30,7 @@ from projects import events
 from projects.decoding import Rejection, decode_image
 from projects.models import EMOTIONS, Batch, Image
 
-from .engine import EmotionModel, load_model_version
+from .engine import INT8_TOLERANCE, EmotionModel, _local_file, load_model_version
 from .faces import find_face, stored_face
 from .models import ModelVersion
 from .selectors import active_model_version
@@ -246,6 +246,8 @@ def labels_write(token: uuid.UUID, images: list[Image]) -> None:
     ]
     also = "claim_token = NULL, times_labeled = times_labeled + %s"
     rows_update(Image, LABEL_FIELDS, ["id", "claim_token"], rows, also=also)
+    if images:
+        events.images_changed(images[0].project_id)  # a claim holds one batch's images
 
 
 def _mark_failed(image: Image, error: str) -> None:
@@ -292,6 +294,8 @@ def images_mark_outdated() -> int:
     ).exclude(model_version=version)
     batch_ids = set(outdated.values_list("batch_id", flat=True))
     count = outdated.update(status=Image.Status.PENDING)
+    for project_id in set(Batch.objects.filter(id__in=batch_ids).values_list("project_id", flat=True)):
+        events.images_changed(project_id)
     Batch.objects.filter(id__in=batch_ids).exclude(status=Batch.Status.UPLOADING).update(
         status=Batch.Status.LABELING, heartbeat_at=None, finished_at=None
     )
@@ -367,7 +371,7 @@ def image_predict(name: str, data: bytes) -> Prediction:
 
 
 def model_version_register(
-    name: str, file: File, *, load_from: Path | None = None, **fields
+    name: str, file: File, *, load_from: Path | None = None, int8: Path | None = None, **fields
 ) -> tuple[ModelVersion, bool]:
     """The model version called `name`: registered now from `file` (True), or the one registered
     before (False), which must be the same model, since a version's labels must stay
@@ -377,21 +381,46 @@ def model_version_register(
     `load_from`, a local copy of the file, is loaded once with those settings first: that proves
     they fit together, and leaves the converted fast model in MODEL_CACHE_DIR so that workers
     start without converting. Raises ValidationError when the file does not fit its settings or
-    the name belongs to another model."""
+    the name belongs to another model.
+
+    `int8`, the model's int8 LiteRT file (`quantize_model`), is checked against the model and
+    stored with it, also on a version registered before without one."""
     model_settings = {key: fields[key] for key in MODEL_SETTINGS if key in fields}
     version = ModelVersion.objects.filter(name=name).first()
     if version is not None:
         _ensure_same(version, file, model_settings)
+        if int8 is not None and not version.int8_file:
+            _int8_check(_local_file(version, version.file), int8, model_settings)
+            _int8_attach(version, int8)
         return version, False
     if load_from is not None:
         try:
             EmotionModel(load_from, **model_settings)
         except (OSError, ValueError) as exc:
             raise ValidationError(f"{load_from} cannot be used with these settings: {exc}") from exc
+        if int8 is not None:
+            _int8_check(load_from, int8, model_settings)
     version = ModelVersion(name=name, **fields)
     version.file.save(Path(file.name).name, file, save=False)
+    if int8 is not None:
+        _int8_attach(version, int8, save=False)
     version.save()
     return version, True
+
+
+def _int8_check(model_file: Path, int8: Path, model_settings: dict) -> None:
+    try:
+        model = EmotionModel(model_file, **model_settings, int8_path=int8)
+        if model.backend != "litert-int8":
+            raise ValueError("LiteRT cannot run it")
+        model.check_agreement(model._run, INT8_TOLERANCE)
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"{int8} is not an int8 file of this model: {exc}") from exc
+
+
+def _int8_attach(version: ModelVersion, int8: Path, save: bool = True) -> None:
+    with int8.open("rb") as handle:
+        version.int8_file.save(int8.name, File(handle), save=save)
 
 
 MODEL_SETTINGS = ("input_size", "grayscale", "preprocessing", "class_order")

@@ -103,6 +103,9 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    # Bumped after every write to the project's images (events.images_changed): cached counts of
+    # the grid, summary and health page are keyed by it.
+    images_version = models.PositiveBigIntegerField(default=0, editable=False)
     # Where the export puts images a reviewer excluded (duplicates, unusable): never silently lost.
     export_excluded = models.CharField(
         max_length=10, choices=ExcludedExport.choices, default=ExcludedExport.FOLDER

@@ -47,3 +47,14 @@ def test_make_run_activates_the_crowd_model_and_keeps_the_older_ones():
     makefile = (MODELS.parent / "Makefile").read_text()
     assert "OUR_MODEL_NAME := facelabel-crowd-v2" in makefile
     assert "OLDER_MODEL_NAME := facelabel-cnn-v1" in makefile and "--name fer-mini-xception" in makefile
+
+
+def test_the_default_models_int8_file_labels_like_it_and_make_run_registers_it(tmp_path):
+    from inference.engine import INT8_TOLERANCE
+
+    shipped = MODELS / "facelabel-crowd-v2.keras"
+    int8 = MODELS / "facelabel-crowd-v2.int8.tflite"
+    model = EmotionModel(shipped, 48, True, "zero_one", EMOTIONS, cache_dir=tmp_path, int8_path=int8)
+    assert model.backend == "litert-int8"
+    model.check_agreement(model._run, INT8_TOLERANCE)
+    assert "--int8 models/$(OUR_MODEL_NAME).int8.tflite" in (MODELS.parent / "Makefile").read_text()

@@ -315,3 +315,89 @@ class TestModelVersions:
             call_command("evaluate_model", "--data", str(tmp_path))
         with pytest.raises(CommandError, match="No model version named 'x'"):
             call_command("evaluate_model", "--data", str(tmp_path), "--model", "x")
+
+
+@pytest.fixture(scope="module")
+def faces_tree(model_dir) -> Path:
+    root = model_dir / "calibration"
+    for emotion in EMOTIONS[:3]:
+        (root / emotion).mkdir(parents=True)
+        for seed in range(8):
+            (root / emotion / f"{seed}.jpg").write_bytes(face_jpeg(seed + 10 * EMOTIONS.index(emotion)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def int8_file(tiny, faces_tree, model_dir) -> Path:
+    from inference.quantize import calibration_inputs, quantize
+
+    samples = calibration_inputs(tiny, faces_tree, count=16)
+    assert samples.shape == (16, 48, 48, 1)
+    path = model_dir / "tiny.int8.tflite"
+    path.write_bytes(quantize(tiny, samples))
+    return path
+
+
+class TestInt8:
+    """An int8 LiteRT file of the model, calibrated on faces (quantize_model), labels in its place."""
+
+    def test_the_int8_file_labels_like_the_float_model(self, tiny, tiny_file, cache_dir, int8_file):
+        quantized = EmotionModel(
+            tiny_file, 48, True, "minus_one_one", EMOTIONS, cache_dir=cache_dir, int8_path=int8_file
+        )
+        assert quantized.backend == "litert-int8" and tiny.backend == "litert"
+        batch = face_batch(tiny, 24)
+        difference = np.abs(quantized.predict(batch) - tiny.predict(batch)).max()
+        assert difference < engine.INT8_TOLERANCE
+        assert int8_file.stat().st_size < tiny_file.stat().st_size
+
+    def test_the_setting_turns_it_off(self, tiny_file, cache_dir, int8_file, settings):
+        settings.INFERENCE_INT8 = False
+        model = EmotionModel(
+            tiny_file, 48, True, "minus_one_one", EMOTIONS, cache_dir=cache_dir, int8_path=int8_file
+        )
+        assert model.backend == "litert"
+
+    def test_a_broken_int8_file_falls_back_to_the_float_model(self, tiny_file, cache_dir, model_dir):
+        broken = model_dir / "broken.tflite"
+        broken.write_bytes(b"not a model")
+        model = EmotionModel(
+            tiny_file, 48, True, "minus_one_one", EMOTIONS, cache_dir=cache_dir, int8_path=broken
+        )
+        assert model.backend == "litert"
+
+    @pytest.mark.django_db
+    def test_register_model_attaches_it_also_to_a_version_registered_without(
+        self, tiny_file, int8_file, shared_cache
+    ):
+        args = ["--name", "tiny", "--file", str(tiny_file), "--input-size", "48", "--grayscale"]
+        call_command("register_model", *args, "--activate", stdout=io.StringIO())
+        assert not ModelVersion.objects.get().int8_file
+        call_command("register_model", *args, "--int8", str(int8_file), stdout=io.StringIO())
+        version = ModelVersion.objects.get()
+        assert version.int8_file.read() == int8_file.read_bytes()
+        assert load_model_version(version).backend == "litert-int8"
+
+    @pytest.mark.django_db
+    def test_register_model_refuses_an_int8_file_of_another_model(
+        self, tiny_file, int8_file, model_dir, shared_cache
+    ):
+        other = make_tiny_model(model_dir / "other.keras", input_size=48, grayscale=True, seed=5)
+        args = ["--name", "other", "--file", str(other), "--input-size", "48", "--grayscale"]
+        with pytest.raises(CommandError, match="not an int8 file of this model"):
+            call_command("register_model", *args, "--int8", str(int8_file), stdout=io.StringIO())
+        assert not ModelVersion.objects.exists()
+
+    @pytest.mark.django_db
+    def test_quantize_model_writes_and_attaches_the_file(
+        self, tiny_file, faces_tree, model_dir, shared_cache
+    ):
+        version = saved_version(tiny_file, is_active=True)
+        out = model_dir / "attached.tflite"
+        call_command(
+            "quantize_model", "--data", str(faces_tree), "--out", str(out), "--attach", stdout=io.StringIO()
+        )
+        version.refresh_from_db()
+        assert out.is_file() and version.int8_file.read() == out.read_bytes()
+        with pytest.raises(CommandError, match="not a folder"):
+            call_command("quantize_model", "--data", str(model_dir / "nowhere"), "--out", str(out))

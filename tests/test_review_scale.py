@@ -179,3 +179,51 @@ def _audit_summary() -> dict:
         "estimated_noise": 0.1,
         "calibrated_joint": [[1] * 7 for _ in EMOTIONS],
     }
+
+
+def _count_queries(captured) -> int:
+    return sum("COUNT(" in query["sql"].upper() for query in captured.captured_queries)
+
+
+def test_a_filters_count_is_read_once_until_the_projects_images_change(
+    client, users, project, many, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from projects import services
+
+    client = client_for(client, users["alice"])
+    url = reverse("projects:review", args=[project.id]) + "?reviewed=yes&per_page=24"
+    reviewed = Image.objects.filter(project=project).exclude(reviewed_label="")
+    with CaptureQueriesContext(connection) as first:
+        assert client.get(url).context["page"].paginator.count == reviewed.count()
+    with CaptureQueriesContext(connection) as second:
+        assert client.get(url + "&page=2").context["page"].paginator.count == reviewed.count()
+    # Paging on through the same filter: the filter's count is not read again.
+    assert _count_queries(first) - _count_queries(second) == 1
+
+    unreviewed = Image.objects.filter(project=project, reviewed_label="", status=Image.Status.LABELED)
+    with django_capture_on_commit_callbacks(execute=True):
+        changed = services.images_set_label(
+            project=project,
+            image_ids=list(unreviewed.values_list("id", flat=True)[:3]),
+            user=users["alice"],
+            label="happy",
+        )
+    assert changed == 3
+    project.refresh_from_db()
+    assert project.images_version == 1
+    # The write said so: the next page counts again and shows the three new reviews.
+    assert client.get(url).context["page"].paginator.count == reviewed.count()
+
+
+def test_labeling_a_chunk_changes_the_projects_images_version(project, django_capture_on_commit_callbacks):
+    from inference.services import labels_write
+
+    batch = Batch.objects.create(project=project, status=Batch.Status.LABELING)
+    image = Image.objects.create(project=project, batch=batch, file="images/x.jpg", original_name="x.jpg")
+    with django_capture_on_commit_callbacks(execute=True):
+        labels_write(image.claim_token, [image])
+    project.refresh_from_db()
+    assert project.images_version == 1

@@ -45,11 +45,13 @@ class Command(BaseCommand):
                 f"No model version named {model!r}." if model else "No active model version: register one."
             )
         try:
-            predictions = predict_folder(load_model_version(version), data)
+            emotion_model = load_model_version(version)
+            predictions = predict_folder(emotion_model, data)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         evaluation = score_folder_labels(predictions)
         self.stdout.write(f"model: {version.name}")
+        self.stdout.write(f"backend: {emotion_model.backend}")
         self.stdout.write(format_evaluation(evaluation))
         metrics = {"data": str(data.resolve()), **dataclasses.asdict(evaluation)}
         if crowd is not None:

@@ -28,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--file", required=True, type=Path, help="a .keras, .h5 or .hdf5 file")
         parser.add_argument("--input-size", type=int, default=64, help="side of the square input, px")
+        parser.add_argument("--int8", type=Path, help="its int8 LiteRT file (quantize_model); used to label")
         color = parser.add_mutually_exclusive_group()
         color.add_argument("--grayscale", dest="grayscale", action="store_true", default=True)
         color.add_argument("--color", dest="grayscale", action="store_false")
@@ -49,6 +50,8 @@ class Command(BaseCommand):
         path: Path = options["file"]
         if not path.is_file():
             raise CommandError(f"--file {path} does not exist.")
+        if options["int8"] is not None and not options["int8"].is_file():
+            raise CommandError(f"--int8 {options['int8']} does not exist.")
         wanted = {
             "input_size": options["input_size"],
             "grayscale": options["grayscale"],
@@ -57,8 +60,9 @@ class Command(BaseCommand):
         }
         try:
             with path.open("rb") as handle:
+                file = File(handle, name=path.name)
                 version, created = model_version_register(
-                    options["name"], File(handle, name=path.name), load_from=path, **wanted
+                    options["name"], file, load_from=path, int8=options["int8"], **wanted
                 )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
