@@ -254,6 +254,8 @@ RECOVERY_INTERVAL = envint("RECOVERY_INTERVAL", 10)
 RELABEL_INTERVAL = envint("RELABEL_INTERVAL", 300)
 MODEL_CACHE_DIR = Path(os.getenv("MODEL_CACHE_DIR", VAR_DIR / "model-cache"))
 INFERENCE_THREADS = envint("INFERENCE_THREADS", 2)
+# Label with a model version's int8 LiteRT file where it has one (see inference/quantize.py).
+INFERENCE_INT8 = envbool("INFERENCE_INT8", "true")
 TRAINING_THREADS = envint("TRAINING_THREADS", 2)
 TRAINING_HEARTBEAT_TIMEOUT = envint("TRAINING_HEARTBEAT_TIMEOUT", 45)  # trials beat every 15 s
 IMAGENET_WEIGHTS_DIR = os.getenv("IMAGENET_WEIGHTS_DIR", "")

@@ -130,10 +130,12 @@ def label_policy_in_force(project: Project) -> LabelPolicyInForce:
 IMAGE_ORDERS = {
     "id": ("id",),
     "confidence": ("confidence", "id"),
-    "-confidence": ("-confidence", "id"),
+    # Ties broken by the id in the same direction, so the index is read backwards as it is:
+    # "id" ascending made SQLite sort each run of equal values again (120 ms deep in 100,000).
+    "-confidence": ("-confidence", "-id"),
     # The audit queue: the labels the audit trusts least first; images it did not score last.
     "label_quality": (F("label_quality").asc(nulls_last=True), "id"),
-    "-label_quality": (F("label_quality").desc(nulls_last=True), "id"),
+    "-label_quality": (F("label_quality").desc(nulls_last=True), "-id"),
 }
 
 

@@ -49,7 +49,8 @@ def many(project, users):
 
 
 def _expected(project, order: str, **filters) -> list[int]:
-    """The order in Python: nulls last for the audit's quality, ties broken by id."""
+    """The order in Python: nulls last for the audit's quality, ties broken by id (descending in
+    the descending orders)."""
     images = list(Image.objects.filter(project=project, **filters).order_by("id"))
 
     def key(image):
@@ -57,13 +58,14 @@ def _expected(project, order: str, **filters) -> list[int]:
         if field == "id":
             return (0, image.id)
         value = getattr(image, field)
+        tie = -image.id if order.startswith("-") else image.id
         if value is None:
             # The audit's order puts them last; confidence leaves them where the database sorts
             # NULL (lowest on SQLite, highest on PostgreSQL). Among them, the id decides.
             low = _nulls_sort_low()
             first = False if field == "label_quality" else (low if order == "confidence" else not low)
-            return (0 if first else 2, 0, image.id)
-        return (1, -value if order.startswith("-") else value, image.id)
+            return (0 if first else 2, 0, tie)
+        return (1, -value if order.startswith("-") else value, tie)
 
     return [image.id for image in sorted(images, key=key)]
 
