@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -25,9 +26,10 @@ from facelabel.rows import rows_update
 from inference.engine import load_model_version
 from inference.faces import FACE_MAX_SIDE, Face, stored_face
 from inference.selectors import active_model_version
-from projects.models import EMOTIONS, Batch, Image, Project
+from projects import events
+from projects.models import EMOTIONS, Batch, Image, Project, final_label_under
 
-from . import confident
+from . import confident, health
 from .features import cross_validated_probabilities, feature_extractor
 from .models import AuditRun
 
@@ -47,7 +49,9 @@ def audit_start(*, project: Project, user=None, kind: str = AuditRun.Kind.MODEL)
     same kind is still waiting joins that run."""
     if kind not in AuditRun.Kind.values:
         raise ValidationError(_("Unknown audit kind %(kind)r.") % {"kind": kind})
-    if not _audited_images(project).exists():
+    # Without original labels the run still checks the dataset's health (duplicates, unusable
+    # images, the map); it needs labeled images all the same.
+    if not _labeled_images(project).exists():
         raise ValidationError(_("No labeled image of this project has an original label to check."))
     if kind == AuditRun.Kind.CROSS_VALIDATED and active_model_version() is None:
         raise ValidationError(_("A cross-validated audit needs an active model version."))
@@ -78,8 +82,12 @@ def queue_audit(run_id: int) -> None:
         logger.exception("could not queue audit run %s; the recovery sweep will", run_id)
 
 
+def _labeled_images(project_or_id):
+    return Image.objects.filter(project=project_or_id, status=Image.Status.LABELED)
+
+
 def _audited_images(project_or_id):
-    return Image.objects.filter(project=project_or_id, status=Image.Status.LABELED).exclude(original_label="")
+    return _labeled_images(project_or_id).exclude(original_label="")
 
 
 def audit_execute(run_id: int) -> bool:
@@ -103,7 +111,8 @@ def audit_execute(run_id: int) -> bool:
             lambda: mine.update(claimed_at=timezone.now()), settings.AUDIT_CLAIM_TIMEOUT, "audit"
         ):
             ids, result, summary = _compute(run)
-            return _store(run, token, ids, result, summary)
+            checked = health_check(run.project, ids, result)
+            return _store(run, token, ids, result, summary | {"health": checked.summary}, checked)
     except AuditRefused as exc:
         error = str(exc)
         on_fresh_connection(
@@ -118,7 +127,9 @@ def audit_execute(run_id: int) -> bool:
         raise
 
 
-def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit, dict]:
+def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit | None, dict]:
+    """The label audit; (no ids, None, an empty summary) when no image has an original label, and
+    the run only checks the dataset's health."""
     rows = list(
         _audited_images(run.project_id)
         .exclude(probabilities=None)
@@ -126,7 +137,9 @@ def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit, dict]:
         .values_list("id", "original_label", "probabilities", "file", "face_box")
     )
     if not rows:
-        raise AuditRefused("No labeled image of this project has an original label to check.")
+        if not _labeled_images(run.project_id).exists():
+            raise AuditRefused("No labeled image of this project has an original label to check.")
+        return np.zeros(0, np.int64), None, audit_summary(np.zeros(0, np.int64), None)
     ids = np.array([row[0] for row in rows], dtype=np.int64)
     labels = np.array([EMOTIONS.index(row[1]) for row in rows], dtype=np.int64)
     timings: dict[str, float] = {}
@@ -172,13 +185,39 @@ def features_of(model, extract, faces: Iterable) -> np.ndarray:
 
 def _stored_face(name: str, box, grayscale: bool) -> Face:
     """The face the labeling used, cut out again by its stored box instead of searched for."""
-    picture = stored_face(name, box, "L" if grayscale else "RGB")
+    return _face_of(stored_face(name), box, grayscale)
+
+
+def _face_of(picture, box, grayscale: bool) -> Face:
+    """The face cut out of a decoded stored image by the box its labeling found."""
+    mode = "L" if grayscale else "RGB"
+    picture = picture if picture.mode == mode else picture.convert(mode)
+    if box:
+        x, y, w, h = box
+        picture = picture.crop((x, y, x + w, y + h))
     picture.thumbnail((FACE_MAX_SIDE, FACE_MAX_SIDE))
     return Face(np.asarray(picture), tuple(box or (0, 0, *picture.size)), "whole")
 
 
-def audit_summary(labels: np.ndarray, result: confident.Audit) -> dict:
+def audit_summary(labels: np.ndarray, result: confident.Audit | None) -> dict:
+    """The run's dataset-level figures; with no result (no original labels) every count is zero."""
     counts = np.bincount(labels, minlength=len(EMOTIONS))
+    if result is None:
+        zeros = [[0] * len(EMOTIONS) for _ in EMOTIONS]
+        return {
+            "classes": list(EMOTIONS),
+            "images": 0,
+            "flagged": 0,
+            "confident_suggestions": 0,
+            "label_counts": dict.fromkeys(EMOTIONS, 0),
+            "thresholds": dict.fromkeys(EMOTIONS),
+            "noise_rates": dict.fromkeys(EMOTIONS, 0.0),
+            "estimated_noise": 0.0,
+            "confident_joint": zeros,
+            "calibrated_joint": zeros,
+            "joint": zeros,
+            "label_audit": "skipped: no image has an original label",
+        }
     thresholds = [
         None if t >= confident.ABSENT_CLASS_THRESHOLD else round(float(t), 4) for t in result.thresholds
     ]
@@ -197,7 +236,14 @@ def audit_summary(labels: np.ndarray, result: confident.Audit) -> dict:
     }
 
 
-def _store(run: AuditRun, token: uuid.UUID, ids: np.ndarray, result: confident.Audit, summary: dict) -> bool:
+def _store(
+    run: AuditRun,
+    token: uuid.UUID,
+    ids: np.ndarray,
+    result: confident.Audit | None,
+    summary: dict,
+    checked: "HealthCheck | None" = None,
+) -> bool:
     with transaction.atomic():
         newer = AuditRun.objects.filter(project=run.project_id, status=AuditRun.Status.DONE, id__gt=run.id)
         status = AuditRun.Status.SUPERSEDED if newer.exists() else AuditRun.Status.DONE
@@ -215,7 +261,11 @@ def _store(run: AuditRun, token: uuid.UUID, ids: np.ndarray, result: confident.A
         Image.objects.filter(project=run.project_id).update(
             label_quality=None, likely_mislabeled=False, suggested_label="", suggestion_confident=False
         )
-        _write_verdicts(ids, result)
+        if result is not None:
+            _write_verdicts(ids, result)
+        if checked is not None:
+            _write_health(run.project_id, checked)
+        events.images_changed(run.project_id)
     return True
 
 
@@ -248,3 +298,159 @@ def runs_stalled() -> list[int]:
         max_attempts=settings.AUDIT_MAX_ATTEMPTS,
         error="The worker stopped while running this audit on every try.",
     )
+
+
+# --- Dataset health beyond labels (audit/health.py) ---------------------------------------------
+
+# Columns of the images the health check reads, and the fields it writes.
+HEALTH_COLUMNS = (
+    "id",
+    "batch_id",
+    "file",
+    "face_box",
+    "face_path",
+    "original_label",
+    "reviewed_label",
+    "predicted_label",
+    "unsure_reason",
+)
+HEALTH_FIELDS = (
+    "duplicate_group",
+    "duplicate_kind",
+    "duplicate_conflicting",
+    "duplicate_cross_batch",
+    "unusable_reason",
+    "map_x",
+    "map_y",
+)
+
+
+@dataclass
+class HealthCheck:
+    rows: list[tuple]  # HEALTH_FIELDS' values, then the image id, for images with something to say
+    summary: dict
+
+
+def health_check(project: Project, audited_ids: np.ndarray, result: confident.Audit | None) -> HealthCheck:
+    """Duplicates, conflicts, leaks, unusable images and the map over all of the project's labeled
+    images, from their stored files. `audited_ids` and `result` are this run's label audit, whose
+    suggestions the final labels compared within a group take.
+
+    Memory: each image is decoded once, FEATURE_CHUNK at a time; what is kept per image is its
+    digest, hash, a 1 KB thumbnail and the model's features (a few hundred floats), and the
+    neighbour searches are chunked (audit/health.py), so nothing grows with n x n.
+    """
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    rows = list(_labeled_images(project.id).order_by("id").values_list(*HEALTH_COLUMNS))
+    positions, prints, features, model_name = _health_read(rows)
+    readable = [rows[n] for n in positions]
+    ids = np.array([row[0] for row in readable], np.int64)
+    seconds["read"] = round(time.monotonic() - started, 3)
+
+    started = time.monotonic()
+    finals = _final_labels(project, readable, audited_ids, result)
+    assessed = health.assess(
+        prints,
+        [[row[5] for row in readable], finals],
+        [row[1] for row in readable],
+        no_face=np.array([row[4] == Image.FacePath.WHOLE for row in readable], bool),
+        features=features,
+        predicted=np.array([EMOTIONS.index(row[7]) if row[7] else -1 for row in readable], np.int64),
+    )
+    seconds["check"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
+    points = health.dataset_map(features) if features is not None else None
+    seconds["map"] = round(time.monotonic() - started, 3)
+    summary = {
+        "images": len(ids),
+        "unreadable": len(rows) - len(ids),
+        "model_version": model_name,
+        **assessed.figures(),
+        "seconds": seconds,
+    }
+    return HealthCheck(_health_rows(ids, assessed, points), summary)
+
+
+def _health_rows(ids: np.ndarray, assessed: health.Assessment, points) -> list[tuple]:
+    """HEALTH_FIELDS' values and the id, for the images with something to write."""
+    groups, reasons = assessed.groups, assessed.reasons
+    numbers = health.group_numbers(groups, ids)
+    out = []
+    for n, image_id in enumerate(ids.tolist()):
+        g = int(groups.group[n])
+        if g < 0 and not reasons[n] and points is None:
+            continue
+        x, y = (None, None) if points is None else (round(float(v), 5) for v in points[n])
+        if g < 0:
+            group = (None, "", False, False)
+        else:
+            kind = Image.DuplicateKind.EXACT if groups.exact[g] else Image.DuplicateKind.NEAR
+            group = (int(numbers[n]), kind, bool(assessed.conflicting[g]), bool(assessed.cross_batch[g]))
+        out.append((*group, reasons[n], x, y, image_id))
+    return out
+
+
+def _health_read(rows: list[tuple]) -> tuple[list[int], list, np.ndarray | None, str]:
+    """Each stored file decoded once: (positions of the readable rows, their fingerprints, the
+    active model's penultimate features of the face each labeling used, the model's name). A file
+    that cannot be read is left out, and counted."""
+    version = active_model_version()
+    model = load_model_version(version) if version is not None else None
+    extract = feature_extractor(model.keras_model, len(EMOTIONS))[0] if model is not None else None
+    positions, prints, features = [], [], []
+    for start in range(0, len(rows), FEATURE_CHUNK):
+        faces = []
+        for position, row in enumerate(rows[start : start + FEATURE_CHUNK], start):
+            try:
+                picture = stored_face(row[2])
+            except (OSError, ValueError, SyntaxError):
+                logger.warning("health check: image %s (%s) cannot be read", row[0], row[2])
+                continue
+            positions.append(position)
+            prints.append(health.fingerprint(picture))
+            if model is not None:
+                faces.append(_face_of(picture, row[3], model.grayscale))
+        if faces:
+            features.append(extract(model.preprocess(faces)).astype(np.float32))
+    stacked = np.concatenate(features) if features else None
+    return positions, prints, stacked, version.name if version is not None else ""
+
+
+def _final_labels(project: Project, rows: list[tuple], audited_ids: np.ndarray, result) -> list[str]:
+    """Each image's final label as it will be once this run's suggestions are written."""
+    suggestions: dict[int, tuple[str, bool]] = {}
+    if result is not None:
+        for image_id, suggested, sure in zip(audited_ids, result.suggested, result.confident, strict=True):
+            if suggested >= 0:
+                suggestions[int(image_id)] = (EMOTIONS[suggested], bool(sure))
+    finals = []
+    for image_id, _batch, _file, _box, _path, original, reviewed, predicted, unsure in rows:
+        suggested, sure = suggestions.get(image_id, ("", False))
+        finals.append(
+            final_label_under(
+                project.label_policy,
+                reviewed=reviewed,
+                original=original,
+                predicted=predicted,
+                suggested=suggested,
+                confident=sure,
+                unsure=bool(unsure),
+            )
+        )
+    return finals
+
+
+def _write_health(project_id: int, checked: HealthCheck) -> None:
+    """Inside _store's transaction: every image's fields cleared, then this run's written, so an
+    image no longer in a group (its copy deleted) loses its group."""
+    Image.objects.filter(project=project_id).update(
+        duplicate_group=None,
+        duplicate_kind="",
+        duplicate_conflicting=False,
+        duplicate_cross_batch=False,
+        unusable_reason="",
+        map_x=None,
+        map_y=None,
+    )
+    rows_update(Image, HEALTH_FIELDS, ["id"], checked.rows)

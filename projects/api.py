@@ -26,6 +26,7 @@ from .models import (
     EMOTIONS,
     Batch,
     Emotion,
+    ExcludedExport,
     Export,
     Image,
     LabelChange,
@@ -80,6 +81,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "label_policy",
             "label_policy_chosen_at",
             "label_policy_chosen_by",
+            "export_excluded",
             "created_by",
             "created_at",
         ]
@@ -100,6 +102,12 @@ class ProjectUpdateSerializer(serializers.Serializer):
         required=False,
         help_text="Which label an unreviewed image exports with. New projects start with the policy "
         "that agreed best with crowd votes (the project page quotes the figures).",
+    )
+    export_excluded = serializers.ChoiceField(
+        choices=ExcludedExport.choices,
+        required=False,
+        help_text="Images a reviewer excluded (duplicates, unusable): in an excluded/ folder of the "
+        "export, or left out of its folders; the manifest lists them either way.",
     )
 
 
@@ -371,6 +379,11 @@ class BatchRejectedView(ProjectScopedView, generics.ListAPIView):
 class ImageSerializer(serializers.ModelSerializer):
     final_label = serializers.CharField(read_only=True)
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # A plain string: the exclude action's `reason` documents the choices (one enum name for them
+    # in the schema, which the deploy check wants).
+    excluded_reason = serializers.CharField(
+        read_only=True, help_text="Why a reviewer excluded the image: duplicate, unusable, or empty"
+    )
 
     class Meta:
         model = Image
@@ -390,6 +403,14 @@ class ImageSerializer(serializers.ModelSerializer):
             "suggested_label",
             "suggestion_confident",
             "unsure_reason",
+            "duplicate_group",
+            "duplicate_kind",
+            "duplicate_conflicting",
+            "duplicate_cross_batch",
+            "unusable_reason",
+            "excluded_reason",
+            "map_x",
+            "map_y",
         ]
         read_only_fields = fields
 
@@ -481,6 +502,16 @@ IMAGE_FILTERS = [
     OpenApiParameter("min_confidence", float),
     OpenApiParameter("max_confidence", float),
     OpenApiParameter("batch", int),
+    OpenApiParameter(
+        "duplicates",
+        enum=list(selectors.DUPLICATE_CHOICES),
+        description="yes: in a group of copies (the latest health check); no: not; or one kind of "
+        "group (conflicting labels, across batches, exact, near)",
+    ),
+    OpenApiParameter("duplicate_group", int, description="The members of one group of copies"),
+    OpenApiParameter("unusable", enum=list(selectors.UNUSABLE_CHOICES)),
+    OpenApiParameter("excluded", enum=list(selectors.EXCLUDED_CHOICES)),
+    OpenApiParameter("map_box", str, description="x0,y0,x1,y1: a rectangle of the dataset map (0 to 1)"),
     OpenApiParameter(
         "order",
         enum=list(selectors.IMAGE_ORDERS),

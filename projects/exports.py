@@ -26,7 +26,7 @@ from django.utils.text import get_valid_filename
 from facelabel.claims import ClaimHeartbeat, job_claim, job_fail, jobs_stalled
 
 from . import events
-from .models import Export, Project, final_label_under
+from .models import ExcludedExport, Export, Project, final_label_under
 from .selectors import export_get, images_for_export
 
 MANIFEST_COLUMNS = [
@@ -42,7 +42,13 @@ MANIFEST_COLUMNS = [
     "likely_mislabeled",
     "suggested_label",
     "unsure_reason",
+    "duplicate_group",
+    "unusable_reason",
+    "excluded_reason",
 ]
+# What the export reads of each image beyond selectors.images_for_export's columns.
+HEALTH_COLUMNS = ("duplicate_group", "unusable_reason", "excluded_reason")
+EXCLUDED_FOLDER = "excluded"
 
 
 def export_build(export_id: int) -> bool:
@@ -116,6 +122,8 @@ def _write_export_zip(project: Project, archive) -> int:
                 manifest.flush()
                 manifest.detach()
             for row in _snapshot_rows(snapshot):
+                if not row["file"]:
+                    continue  # excluded and left out (export_excluded "omit"): in the manifest only
                 with (
                     default_storage.open(row["stored"], "rb") as src,
                     zf.open(row["file"], "w", force_zip64=True) as dst,
@@ -133,9 +141,15 @@ def export_rows(project: Project):
     """One manifest row per image, with its path inside the ZIP: `<final label>/<name>.jpg`,
     `unsure/` for images without one whose model label is not trusted (no face found, too low a
     confidence: `unsure_reason` says which), or `unlabeled/` for images the model has not
-    labeled (failed or still waiting)."""
+    labeled (failed or still waiting).
+
+    An image a reviewer excluded (a duplicate, unusable) goes to `excluded/` when the
+    project's export_excluded is "folder"; with "omit" it is left out of the ZIP and its row's
+    `file` is empty. Either way the manifest lists it, with its `excluded_reason`."""
     used: set[str] = set()
-    for image in images_for_export(project).iterator(chunk_size=2000):
+    images = images_for_export(project)
+    images = images.values(*dict.fromkeys((*images.query.values_select, *HEALTH_COLUMNS)))
+    for image in images.iterator(chunk_size=2000):
         final = final_label_under(
             project.label_policy,
             reviewed=image["reviewed_label"],
@@ -146,11 +160,12 @@ def export_rows(project: Project):
             unsure=bool(image["unsure_reason"]),
         )
         folder = final or ("unsure" if image["unsure_reason"] else "unlabeled")
-        stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
-        path = f"{folder}/{stem}.jpg"
-        if path in used:
-            path = f"{folder}/{stem}-{image['id']}.jpg"
-        used.add(path)
+        excluded = image["excluded_reason"]
+        if excluded:
+            folder = EXCLUDED_FOLDER
+        path = ""
+        if not excluded or project.export_excluded == ExcludedExport.FOLDER:
+            path = _unique_path(folder, image, used)
         confidence, quality = image["confidence"], image["label_quality"]
         yield {
             "file": path,
@@ -166,7 +181,19 @@ def export_rows(project: Project):
             "likely_mislabeled": "yes" if image["likely_mislabeled"] else "",
             "suggested_label": image["suggested_label"],
             "unsure_reason": image["unsure_reason"],
+            "duplicate_group": image["duplicate_group"] or "",
+            "unusable_reason": image["unusable_reason"],
+            "excluded_reason": excluded,
         }
+
+
+def _unique_path(folder: str, image: dict, used: set[str]) -> str:
+    stem = get_valid_filename(PurePath(image["original_name"]).stem)[:100] or "image"
+    path = f"{folder}/{stem}.jpg"
+    if path in used:
+        path = f"{folder}/{stem}-{image['id']}.jpg"
+    used.add(path)
+    return path
 
 
 def csv_safe(value) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -27,7 +27,18 @@ from facelabel.rows import rows_insert
 
 from . import events, selectors
 from .decoding import ImportedImage, Rejection, iter_upload
-from .models import EMOTIONS, Batch, Export, Image, LabelChange, LabelPolicy, Membership, Project, Role
+from .models import (
+    EMOTIONS,
+    ROLE_RANK,
+    Batch,
+    Export,
+    Image,
+    LabelChange,
+    LabelPolicy,
+    Membership,
+    Project,
+    Role,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +294,7 @@ class _BatchFiller:
             with transaction.atomic():
                 rows_insert(Image, [_image_row(self.batch, item, *names) for item, names in stored])
                 Batch.objects.filter(id=self.batch.id).update(heartbeat_at=timezone.now())
+                events.images_changed(self.batch.project_id)
                 # Labeling starts on each slice as it commits: it never waits for the rest.
                 transaction.on_commit(lambda: _queue_labeling(self.batch.id), robust=True)
         except BaseException:
@@ -523,9 +535,32 @@ def _labels_write(
     how: str,
     label: str | Callable[[list[Image]], dict[int, str]],
 ) -> int:
-    """The one writer of reviewed labels: sets them and records each change in LabelChange under
-    one action id (one undo step). `label` is a label for every image ("" clears the review), or
-    a function from the locked rows to {image id: label}. Returns how many images it reviewed."""
+    """Set reviewed labels through _review_write. `label` is a label for every image ("" clears
+    the review), or a function from the locked rows to {image id: label}. Returns how many images
+    it reviewed."""
+
+    def as_targets(rows: list[Image]) -> dict[int, ReviewTarget]:
+        labels = label(rows) if callable(label) else {image.id: label for image in rows}
+        return {image_id: (target, None) for image_id, target in labels.items()}
+
+    return _review_write(project=project, image_ids=image_ids, user=user, how=how, targets=as_targets)[0]
+
+
+# (reviewed label, excluded reason) an image should get; None leaves that field as it is.
+ReviewTarget = tuple[str | None, str | None]
+
+
+def _review_write(
+    *,
+    project: Project,
+    image_ids: Iterable[int],
+    user,
+    how: str,
+    targets: Callable[[list[Image]], dict[int, ReviewTarget]],
+) -> tuple[int, int]:
+    """The one writer of reviewed labels and exclusions: sets them and records each change in
+    LabelChange under one action id (one undo step). `targets` maps the locked rows to
+    {image id: (label, excluded reason)}. Returns (images targeted, images changed)."""
     with transaction.atomic():
         # Locked from the read to the write, so another reviewer's change in between is seen
         # (and, for Accept, refused) rather than overwritten by a label computed before it. The
@@ -536,38 +571,60 @@ def _labels_write(
             .filter(project=project, id__in=image_ids)
             .order_by("id")
         )
-        targets = label(rows) if callable(label) else {image.id: label for image in rows}
-        before = {image.id: image.reviewed_label for image in rows}
+        wanted = targets(rows)
+        before = {image.id: (image.reviewed_label, image.excluded_reason) for image in rows}
         now = timezone.now()
-        by_label: dict[str, list[int]] = {}
-        for image_id, target in targets.items():
-            by_label.setdefault(target, []).append(image_id)
-        for target, ids in by_label.items():
-            # In slices: a bulk action over a whole filter may name more ids than SQLite takes
-            # in one statement. Cleared ("") means nobody reviewed it: no reviewer, no time.
-            for start in range(0, len(ids), LABEL_WRITE_SLICE):
-                Image.objects.filter(id__in=ids[start : start + LABEL_WRITE_SLICE]).update(
-                    reviewed_label=target,
-                    reviewed_by=user if target else None,
-                    reviewed_at=now if target else None,
-                )
-        action = uuid.uuid4()
-        changes = [
-            LabelChange(
-                project=project,
-                image_id=image_id,
-                user=user,
-                at=now,
-                from_label=before[image_id],
-                to_label=target,
-                how=how,
-                action=action,
+        labels = {i: label for i, (label, _) in wanted.items() if label is not None}
+        for target, ids in _ids_by_value(labels).items():
+            # Cleared ("") means nobody reviewed it: no reviewer, no time.
+            _update_in_slices(
+                ids,
+                reviewed_label=target,
+                reviewed_by=user if target else None,
+                reviewed_at=now if target else None,
             )
-            for image_id, target in targets.items()
-            if before[image_id] != target
-        ]
+        reasons = {i: reason for i, (_, reason) in wanted.items() if reason not in (None, before[i][1])}
+        for reason, ids in _ids_by_value(reasons).items():
+            _update_in_slices(ids, excluded_reason=reason)
+        action = uuid.uuid4()
+        changes = []
+        for image_id, (label, reason) in wanted.items():
+            then_label, then_reason = before[image_id]
+            now_label = then_label if label is None else label
+            now_reason = then_reason if reason is None else reason
+            if (then_label, then_reason) == (now_label, now_reason):
+                continue
+            changes.append(
+                LabelChange(
+                    project=project,
+                    image_id=image_id,
+                    user=user,
+                    at=now,
+                    from_label=then_label,
+                    to_label=now_label,
+                    from_excluded=then_reason,
+                    to_excluded=now_reason,
+                    how=how,
+                    action=action,
+                )
+            )
         LabelChange.objects.bulk_create(changes, batch_size=LABEL_WRITE_SLICE)
-    return len(targets)
+        if changes:
+            events.images_changed(project.id)
+    return len(wanted), len(changes)
+
+
+def _ids_by_value(values: dict[int, str]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for image_id, value in values.items():
+        grouped.setdefault(value, []).append(image_id)
+    return grouped
+
+
+def _update_in_slices(ids: list[int], **fields) -> None:
+    # A bulk action over a whole filter may name more ids than SQLite takes in one statement.
+    for start in range(0, len(ids), LABEL_WRITE_SLICE):
+        Image.objects.filter(id__in=ids[start : start + LABEL_WRITE_SLICE]).update(**fields)
 
 
 class NothingToUndo(ValidationError):
@@ -576,8 +633,8 @@ class NothingToUndo(ValidationError):
 
 def label_undo(*, project: Project, user) -> int:
     """Undo the user's latest not yet undone action in the project (all images of a bulk action
-    at once): each image gets back the reviewed label it had before, "" included. Images someone
-    changed since are left alone. Returns how many images changed back."""
+    at once): each image gets back the reviewed label and the exclusion it had before, "" included.
+    A field someone changed since is left alone. Returns how many images changed back."""
     with transaction.atomic():
         action = selectors.label_action_to_undo(project, user)
         if action is None:
@@ -596,22 +653,121 @@ def label_redo(*, project: Project, user) -> int:
 
 def _action_replay(project: Project, user, action: uuid.UUID, *, backwards: bool) -> int:
     changes = list(LabelChange.objects.select_for_update().filter(project=project, action=action))
-    # image id -> (the label the action, or its undo, left; the label to put back)
-    wanted = {c.image_id: (c.to_label, c.from_label) for c in changes}
+    # image id -> ((label, excluded) the action, or its undo, left; (label, excluded) to put back)
+    wanted = {c.image_id: ((c.to_label, c.to_excluded), (c.from_label, c.from_excluded)) for c in changes}
     if not backwards:
         wanted = {image_id: (now, then) for image_id, (then, now) in wanted.items()}
 
-    def still_as_left(rows: list[Image]) -> dict[int, str]:
-        # Another reviewer's later change wins over the undo: only images still as the action
-        # (or its undo) left them go back.
-        return {i.id: wanted[i.id][1] for i in rows if i.reviewed_label == wanted[i.id][0]}
+    def still_as_left(rows: list[Image]) -> dict[int, ReviewTarget]:
+        # Another reviewer's later change wins over the undo: only fields the action changed and
+        # that are still as the action (or its undo) left them go back.
+        targets = {}
+        for image in rows:
+            (left_label, left_reason), (back_label, back_reason) = wanted[image.id]
+            label = back_label if back_label != left_label and image.reviewed_label == left_label else None
+            reason = (
+                back_reason if back_reason != left_reason and image.excluded_reason == left_reason else None
+            )
+            if (label, reason) != (None, None):
+                targets[image.id] = (label, reason)
+        return targets
 
     how = How.UNDO if backwards else How.REDO
     ids = LabelChange.objects.filter(project=project, action=action).values("image_id")
-    changed = _labels_write(project=project, image_ids=ids, user=user, how=how, label=still_as_left)
+    changed = _review_write(project=project, image_ids=ids, user=user, how=how, targets=still_as_left)[0]
     undone_at = timezone.now() if backwards else None
     LabelChange.objects.filter(project=project, action=action).update(undone_at=undone_at)
     return changed
+
+
+# Dataset health actions: duplicates kept or resolved, images excluded from the export's emotion
+# folders or included again. Each is one undoable action (label_undo, label_redo).
+
+
+def _require_reviewer(project: Project, user) -> None:
+    role = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    if role is None or ROLE_RANK[role] < ROLE_RANK[Role.REVIEWER]:
+        raise PermissionDenied(_("Only reviewers and owners change images."))
+
+
+def duplicate_keep(*, project: Project, user, image_id: int, group: int | None = None) -> int:
+    """Keep this image of its duplicate group and exclude every other member as a duplicate (one
+    already excluded for another reason stays so); the kept one is included again if it was
+    excluded as a duplicate. With `group`, the image must be in that group. Returns how many
+    images changed."""
+    _require_reviewer(project, user)
+    found = Image.objects.filter(project=project, id=image_id).values_list("duplicate_group", flat=True)
+    # Past a 64-bit integer the database driver overflows (a 500): no image has such an id.
+    number = found.first() if 0 < image_id < 2**63 else None
+    if group is not None and number != group:
+        raise ValidationError(
+            _("Image %(image)s is not in duplicate group %(group)s.") % {"image": image_id, "group": group}
+        )
+    if number is None:
+        raise ValidationError(_("Image %(image)s is in no duplicate group.") % {"image": image_id})
+    duplicate = Image.ExcludedReason.DUPLICATE
+
+    def keep_one(rows: list[Image]) -> dict[int, ReviewTarget]:
+        targets: dict[int, ReviewTarget] = {}
+        for row in rows:
+            if row.id == image_id and row.excluded_reason == duplicate:
+                targets[row.id] = (None, "")
+            elif row.id != image_id and not row.excluded_reason:
+                targets[row.id] = (None, duplicate)
+        return targets
+
+    members = Image.objects.filter(project=project, duplicate_group=number).values("id")
+    return _review_write(project=project, image_ids=members, user=user, how=How.KEEP_ONE, targets=keep_one)[1]
+
+
+def duplicate_resolve(*, project: Project, user, group: int, label: str) -> int:
+    """Every member of the duplicate group gets `label` as its reviewed label, and the group no
+    longer conflicts (the next audit computes that flag again). Returns how many images changed."""
+    _require_reviewer(project, user)
+    if label not in EMOTIONS:
+        raise ValidationError(_("%(label)r is not one of the seven emotions.") % {"label": label})
+    members = Image.objects.filter(project=project, duplicate_group=group)
+    with transaction.atomic():
+        ids = list(members.values_list("id", flat=True))
+        if not ids:
+            raise ValidationError(_("There is no duplicate group %(group)s.") % {"group": group})
+        changed = _review_write(
+            project=project,
+            image_ids=ids,
+            user=user,
+            how=How.RESOLVE,
+            targets=lambda rows: {row.id: (label, None) for row in rows},
+        )[1]
+        if members.filter(duplicate_conflicting=True).update(duplicate_conflicting=False):
+            events.images_changed(project.id)
+    return changed
+
+
+def images_exclude(*, project: Project, user, images, reason: str) -> int:
+    """Exclude the chosen images (a queryset of the project's images, a whole filter if need be)
+    from the export's emotion folders, as one undoable action. Images already excluded keep their
+    reason. Returns how many images changed."""
+    _require_reviewer(project, user)
+    if reason not in Image.ExcludedReason.values:
+        raise ValidationError(_("%(reason)r is not a reason to exclude an image.") % {"reason": reason})
+
+    def included(rows: list[Image]) -> dict[int, ReviewTarget]:
+        return {row.id: (None, reason) for row in rows if not row.excluded_reason}
+
+    ids = images.filter(project=project).order_by().values("id")
+    return _review_write(project=project, image_ids=ids, user=user, how=How.EXCLUDE, targets=included)[1]
+
+
+def images_include(*, project: Project, user, images) -> int:
+    """Put excluded images back into the export's emotion folders, as one undoable action.
+    Returns how many images changed."""
+    _require_reviewer(project, user)
+
+    def excluded(rows: list[Image]) -> dict[int, ReviewTarget]:
+        return {row.id: (None, "") for row in rows if row.excluded_reason}
+
+    ids = images.filter(project=project).order_by().values("id")
+    return _review_write(project=project, image_ids=ids, user=user, how=How.INCLUDE, targets=excluded)[1]
 
 
 def export_start(*, project: Project, user) -> Export:

@@ -80,7 +80,8 @@ def test_an_image_that_breaks_the_model_fails_after_bounded_tries(project, users
 
     with default_storage.open(poison_image.file.name) as handle:
         poison = real.preprocess([find_face(PILImage.open(handle).convert("L"))])[0]
-    engine._loaded[(active_model.pk, active_model.file.name)] = PoisonModel(real, poison)
+    key = (active_model.pk, active_model.file.name, active_model.int8_file.name)
+    engine._loaded[key] = PoisonModel(real, poison)
 
     for _ in range(settings.LABEL_MAX_ATTEMPTS + 2):
         inference.batch_label(batch.id)

@@ -47,6 +47,62 @@ def test_reencoded_and_contrast_changed_copies_are_near_duplicates():
     assert groups.exact.tolist() == [False]
 
 
+def shifted(picture: Image.Image, dx: int, dy: int) -> Image.Image:
+    """The picture moved by (dx, dy) pixels, its edge repeated into the gap."""
+    pixels = np.pad(np.asarray(picture), 2, mode="edge")
+    width, height = picture.size
+    return Image.fromarray(pixels[2 - dy : 2 - dy + height, 2 - dx : 2 - dx + width], "L")
+
+
+def bits_apart(first: Image.Image, second: Image.Image) -> int:
+    a, b = (np.unpackbits(np.frombuffer(health.fingerprint(p).phash, np.uint8)) for p in (first, second))
+    return int((a != b).sum())
+
+
+def test_copies_shifted_by_a_pixel_or_two_are_near_duplicates_through_their_thumbnails():
+    pictures, expected = [], []
+    for n, (dx, dy) in enumerate([(1, 0), (0, -1), (2, 1), (-1, -2)]):
+        original = texture(61 + n)
+        copy = reencoded(shifted(original, dx, dy))
+        assert bits_apart(original, copy) > health.NEAR_BITS  # the hash alone misses it
+        pictures += [original, copy]
+        expected += [n, n]
+    pictures += [texture(75), texture(76)]
+    expected += [-1, -1]
+    prints = [health.fingerprint(picture) for picture in pictures]
+    digests, hashes = [p.digest for p in prints], [p.phash for p in prints]
+    with_thumbs = health.duplicate_groups(digests, hashes, thumbs=health.thumbnails(prints))
+    assert with_thumbs.group.tolist() == expected
+    assert not with_thumbs.exact.any()
+    assert (health.duplicate_groups(digests, hashes).group == -1).all()
+
+
+def test_different_pictures_do_not_correlate_at_any_shift():
+    thumbs = health.thumbnails([health.fingerprint(texture(seed)) for seed in range(80, 100)])
+    pairs = health.shifted_correlation(thumbs[:10], thumbs[10:])
+    assert pairs.max() < health.SAME_PICTURE
+    assert health.shifted_correlation(thumbs[:3], thumbs[:3]).min() > 0.999
+    flat = np.full((1, health.THUMB_SIDE, health.THUMB_SIDE), 90, np.uint8)
+    assert health.shifted_correlation(flat, flat)[0] < health.SAME_PICTURE  # blank is no copy
+
+
+def test_group_numbers_are_each_groups_smallest_id():
+    groups = health.Groups(np.array([0, -1, 1, 0, 1]), np.array([True, False]))
+    assert health.group_numbers(groups, np.array([40, 41, 12, 7, 50])).tolist() == [7, 0, 12, 7, 12]
+
+
+def test_the_dataset_map_places_every_image_between_0_and_1_and_keeps_classes_apart():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 40)
+    features = rng.normal(0, 8, (3, 20))[labels] + rng.normal(0, 1, (120, 20))
+    points = health.dataset_map(features)
+    assert points.shape == (120, 2) and points.min() >= 0 and points.max() <= 1
+    centres = np.stack([points[labels == c].mean(axis=0) for c in range(3)])
+    spread = max(points[labels == c].std() for c in range(3))
+    assert min(np.linalg.norm(centres[a] - centres[b]) for a, b in [(0, 1), (0, 2), (1, 2)]) > 2 * spread
+    assert health.dataset_map(features[:2]).tolist() == [[0.5, 0.5], [0.5, 0.5]]
+
+
 def test_same_pixels_in_another_size_or_mode_is_not_an_exact_copy():
     # The digest covers mode and size: a 2x1 and a 1x2 picture with the same bytes differ.
     wide, tall = Image.new("L", (2, 1), 7), Image.new("L", (1, 2), 7)
@@ -147,3 +203,22 @@ def test_bench_health_refuses_a_folder_without_emotion_folders(active_model, tmp
     (tmp_path / "empty").mkdir()
     with pytest.raises(CommandError, match="no images"):
         call_command("bench_health", "--data", str(tmp_path / "empty"))
+
+
+def test_bench_health_on_a_generated_project_finds_what_was_planted(db, tmp_path):
+    from audit.health_bench import bench_project, synthetic_cleanup
+    from tests.factories import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny.keras")
+    try:
+        figures = bench_project(600, model)
+    finally:
+        synthetic_cleanup()
+    assert figures["images"] == 600 and figures["unreadable"] == 0
+    assert figures["exact_duplicate_groups"] == figures["planted_exact"] == 6
+    assert figures["near_duplicate_groups"] == figures["planted_near"] == 12
+    assert figures["cross_batch_groups"] == 6  # every exact copy went to the other batch
+    assert figures["conflicting_groups"] == 3  # every other one with another label
+    assert figures["unusable_blank"] == 2  # the blank picture and its exact copy
+    assert figures["seconds"] > 0 and figures["peak_rss_mb"] > 0
+    assert {"seconds_read", "seconds_check", "seconds_map"} <= set(figures)

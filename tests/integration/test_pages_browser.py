@@ -57,6 +57,18 @@ def site(tmp_path_factory, tiny_model_file):
         alice.post(f"{stack.url}/projects/{project}/members/", data=as_bob, timeout=HTTP_TIMEOUT)
         export = alice.post(f"{stack.url}/projects/{project}/exports/", timeout=HTTP_TIMEOUT).url
         image = stack.sql("SELECT MIN(id) FROM projects_image")[0][0]
+        # Dataset health as its check leaves it: a map, a conflicting group that leaks across
+        # batches, an unusable image excluded.
+        stack.sql_write("UPDATE projects_image SET map_x = (id % 7) * 0.3, map_y = (id % 5) * 0.2 + (id % 3)")
+        stack.sql_write(
+            "UPDATE projects_image SET duplicate_group = ?, duplicate_kind = 'exact', "
+            "duplicate_conflicting = 1, duplicate_cross_batch = 1 WHERE id < ?",
+            (image, image + 3),
+        )
+        stack.sql_write(
+            "UPDATE projects_image SET unusable_reason = 'blank', excluded_reason = 'unusable' WHERE id = ?",
+            (image + 5,),
+        )
         base = f"/projects/{project}"
         alices = {
             "projects": "/",
@@ -68,6 +80,10 @@ def site(tmp_path_factory, tiny_model_file):
             "review-unsure": f"{base}/review/?final=unsure&order=confidence",
             "image": f"{base}/images/{image}/",
             "health": f"{base}/health/",
+            "duplicates": f"{base}/duplicates/",
+            "map": f"{base}/map/",
+            "map-selected": f"{base}/map/?x0=0&x1=1&y0=0&y1=1.5",
+            "image-duplicate": f"{base}/images/{image + 1}/",
             "members": f"{base}/members/",
             "settings": f"{base}/settings/",
             "export": export.removeprefix(stack.url),
@@ -79,7 +95,11 @@ def site(tmp_path_factory, tiny_model_file):
         }
         pages = {
             "alice": alices,
-            "bob": {"forbidden": f"{base}/settings/", "review-as-reviewer": f"{base}/review/"},
+            "bob": {
+                "forbidden": f"{base}/settings/",
+                "review-as-reviewer": f"{base}/review/",
+                "duplicates-as-reviewer": f"{base}/duplicates/",
+            },
             "": {"login": "/login/"},
         }
         sessions = {"alice": alice, "bob": stack.login("bob", "bob-password"), "": None}
@@ -156,6 +176,8 @@ def test_the_pages_speak_polish(chromium, site):
     assert "Usuń projekt" in seen["settings"] and "Zmień hasło" in seen["password"]
     assert "Twoje projekty" in seen["projects"] and "Członkowie" in seen["members"]
     assert "Nie możesz tego zrobić" in seen["forbidden"] and "Ta strona nie istnieje" in seen["not-found"]
+    assert "Zachowaj ten" in seen["duplicates"] and "Koloruj według" in seen["map"]
+    assert "Otwórz w siatce wybrane obrazy" in seen["map-selected"]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -1,28 +1,53 @@
 import csv
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+# The shipped default model (models/, see the README), relative to the repository.
+DEFAULT_MODEL_FILE = "models/facelabel-crowd-v2.keras"
 
 
 class Command(BaseCommand):
     help = (
         "Check the health of folder-per-emotion trees beyond their labels, with the project's own code: "
         "exact and near duplicates, groups whose copies carry different labels, copies across trees "
-        "(each tree is one batch: a test set leaking into a training set) and unusable images."
+        "(each tree is one batch: a test set leaking into a training set) and unusable images. With "
+        "--synthetic N instead: a generated N-image project in a throwaway database, checked by the "
+        "audit worker's own health phase."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument(
             "--data",
-            required=True,
             type=Path,
             nargs="+",
             help="one or more folders with one sub-folder per emotion",
         )
-        parser.add_argument("--model", help="model version name (default: the active one)")
-        parser.add_argument("--report", type=Path, help="one CSV row per image here")
+        source.add_argument(
+            "--synthetic",
+            type=int,
+            metavar="N",
+            help="generate an N-image project with planted copies and blank pictures and audit it",
+        )
+        parser.add_argument("--model", help="model version name (default: the active one); --data only")
+        parser.add_argument(
+            "--model-file",
+            type=Path,
+            help=f"the .keras model the generated project is checked with (48 px, grey; default "
+            f"{DEFAULT_MODEL_FILE}); --synthetic only",
+        )
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--report", type=Path, help="one CSV row per image here; --data only")
 
-    def handle(self, *args, data: list[Path], model: str | None, report: Path | None, **options):
+    def handle(self, *args, data: list[Path] | None, synthetic: int | None, **options):
+        figures = self._synthetic(synthetic, options) if synthetic is not None else self._trees(data, options)
+        for name, value in figures.items():
+            self.stdout.write(f"{name}: {value}")
+
+    def _trees(self, data: list[Path], options) -> dict:
         # Imported here so that `manage.py help` does not load TensorFlow and scikit-learn.
         from audit.health_bench import bench_trees
 
@@ -30,14 +55,39 @@ class Command(BaseCommand):
             if not tree.is_dir():
                 raise CommandError(f"--data {tree} is not a folder (expected one sub-folder per emotion).")
         try:
-            figures, rows = bench_trees(data, model_name=model)
+            figures, rows = bench_trees(data, model_name=options["model"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        for name, value in figures.items():
-            self.stdout.write(f"{name}: {value}")
-        if report:
+        if report := options["report"]:
             with report.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-            self.stdout.write(f"report: {report}")
+            figures["report"] = report
+        return figures
+
+    def _synthetic(self, count: int, options) -> dict:
+        from django.test.utils import setup_test_environment, teardown_test_environment
+
+        from audit.health_bench import bench_project, synthetic_cleanup
+
+        model_file = options["model_file"] or Path(settings.BASE_DIR) / DEFAULT_MODEL_FILE
+        if count < 2:
+            raise CommandError("--synthetic needs 2 images or more.")
+        if not model_file.is_file():
+            raise CommandError(f"--model-file {model_file} does not exist.")
+        # The test database machinery makes, migrates and drops a database of its own, so the
+        # development data is never touched (as bench_review does).
+        if connection.vendor == "sqlite":
+            test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+            test_settings["NAME"] = str(settings.VAR_DIR / "bench_health.sqlite3")
+        setup_test_environment()
+        old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            return bench_project(count, model_file, options["seed"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            synthetic_cleanup()
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+            teardown_test_environment()
