@@ -46,8 +46,6 @@ MANIFEST_COLUMNS = [
     "unusable_reason",
     "excluded_reason",
 ]
-# What the export reads of each image beyond selectors.images_for_export's columns.
-HEALTH_COLUMNS = ("duplicate_group", "unusable_reason", "excluded_reason")
 EXCLUDED_FOLDER = "excluded"
 
 
@@ -147,9 +145,7 @@ def export_rows(project: Project):
     project's export_excluded is "folder"; with "omit" it is left out of the ZIP and its row's
     `file` is empty. Either way the manifest lists it, with its `excluded_reason`."""
     used: set[str] = set()
-    images = images_for_export(project)
-    images = images.values(*dict.fromkeys((*images.query.values_select, *HEALTH_COLUMNS)))
-    for image in images.iterator(chunk_size=2000):
+    for image in images_for_export(project).iterator(chunk_size=2000):
         final = final_label_under(
             project.label_policy,
             reviewed=image["reviewed_label"],

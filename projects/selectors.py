@@ -552,6 +552,9 @@ def images_for_export(project: Project) -> QuerySet:
             "suggested_label",
             "suggestion_confident",
             "unsure_reason",
+            "duplicate_group",
+            "unusable_reason",
+            "excluded_reason",
         )
     )
 
