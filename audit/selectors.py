@@ -7,7 +7,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
 from projects.models import EMOTIONS, Image, Project
-from projects.selectors import confusion_table, final_label_expression, label_groups
+from projects.selectors import confusion_table, counts_cached, final_label_expression, label_groups
 
 from .models import AuditRun
 
@@ -107,15 +107,20 @@ def dataset_health_counts(project: Project) -> dict:
         "cross_batch_groups": Q(duplicate_cross_batch=True),
     }
     unusable = {reason: Q(unusable_reason=reason) for reason in Image.UnusableReason.values}
-    counts = images.aggregate(
-        **{name: Count("duplicate_group", distinct=True, filter=where) for name, where in groups.items()},
-        duplicate_images=Count("id", filter=Q(duplicate_group__isnull=False)),
-        **{f"unusable_{reason}": Count("id", filter=where) for reason, where in unusable.items()},
-        excluded=Count("id", filter=~Q(excluded_reason="")),
-        excluded_duplicate=Count("id", filter=Q(excluded_reason=Image.ExcludedReason.DUPLICATE)),
-        excluded_unusable=Count("id", filter=Q(excluded_reason=Image.ExcludedReason.UNUSABLE)),
-        unusable_included=Count("id", filter=~Q(unusable_reason="") & Q(excluded_reason="")),
+    counts = counts_cached(
+        project,
+        "dataset-health",
+        lambda: images.aggregate(
+            **{name: Count("duplicate_group", distinct=True, filter=where) for name, where in groups.items()},
+            duplicate_images=Count("id", filter=Q(duplicate_group__isnull=False)),
+            **{f"unusable_{reason}": Count("id", filter=where) for reason, where in unusable.items()},
+            excluded=Count("id", filter=~Q(excluded_reason="")),
+            excluded_duplicate=Count("id", filter=Q(excluded_reason=Image.ExcludedReason.DUPLICATE)),
+            excluded_unusable=Count("id", filter=Q(excluded_reason=Image.ExcludedReason.UNUSABLE)),
+            unusable_included=Count("id", filter=~Q(unusable_reason="") & Q(excluded_reason="")),
+        ),
     )
+    counts = dict(counts)  # changed below: never the cached object itself
     counts["groups"] = counts["exact_groups"] + counts["near_groups"]
     counts["unusable"] = [
         {"reason": value, "label": label, "count": counts.pop(f"unusable_{value}")}
