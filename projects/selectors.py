@@ -303,17 +303,13 @@ class _CachedCountPaginator(Paginator):
     images) on every page; the count is kept until the project's images change, so paging
     through a filter pays it once."""
 
-    def __init__(self, object_list, per_page, key: str):
+    def __init__(self, object_list, per_page, project: Project, name: str):
         super().__init__(object_list, per_page)
-        self._key = key
+        self._project, self._name = project, name
 
     @cached_property
     def count(self) -> int:
-        count = cache.get(self._key)
-        if count is None:
-            count = self.object_list.count()
-            cache.set(self._key, count, settings.GRID_COUNT_CACHE_SECONDS)
-        return count
+        return counts_cached(self._project, self._name, self.object_list.count)
 
 
 def images_page(project: Project, filters: ImageFilters, number, per_page: int) -> Page:
@@ -322,8 +318,8 @@ def images_page(project: Project, filters: ImageFilters, number, per_page: int) 
     43,000 rows to show page 900 of 100,000 images least sure first."""
     ids = images_filtered(project, filters).values_list("id", flat=True)
     unordered = hashlib.sha1(repr(replace(filters, order="")).encode(), usedforsecurity=False)
-    key = _counts_key(project, "grid", project.label_policy, unordered.hexdigest())
-    page = _CachedCountPaginator(ids, per_page, key).get_page(number)
+    name = f"grid:{project.label_policy}:{unordered.hexdigest()}"
+    page = _CachedCountPaginator(ids, per_page, project, name).get_page(number)
     wanted = list(page.object_list)
     rows = Image.objects.filter(id__in=wanted).select_related("reviewed_by").in_bulk()
     page.object_list = [rows[i] for i in wanted if i in rows]
