@@ -167,8 +167,10 @@ class EmotionModel:
         logger.info("converted %s to LiteRT in %.1f s", self.path, time.monotonic() - started)
         return target
 
-    def check_agreement(self, runner: "_LiteRTRunner", tolerance: float = TOLERANCE) -> None:
+    def check_agreement(self, runner: "_LiteRTRunner", tolerance: float | None = None) -> None:
         """Refuse a runner whose probabilities differ from Keras's on a seeded batch."""
+        # Read TOLERANCE at call time, not at import: a default argument would freeze it.
+        tolerance = TOLERANCE if tolerance is None else tolerance
         factor, offset = SCALING[self.preprocessing]
         pixels = np.random.default_rng(0).integers(0, 256, (16, *self.input_shape))
         batch = (pixels * factor + offset).astype(np.float32)
