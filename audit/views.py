@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_POST
 
 from projects import selectors as project_selectors
@@ -207,6 +208,9 @@ def _map_box(params) -> tuple[float, ...] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
+# Compressed here only: the points hold no secret a compression side channel could reveal, and at
+# 100,000 images they shrink from 2.4 MB to a fraction of that.
+@gzip_page
 @login_required
 @require_GET
 def map_points(request, project_id: int):

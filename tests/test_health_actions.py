@@ -1,6 +1,8 @@
 """Dataset health actions (issue 14): keep one duplicate, resolve a conflicting group, exclude and
 include images, each one undoable step; their API; the duplicates, map, health and image pages."""
 
+import gzip
+import json
 import uuid
 
 import pytest
@@ -525,6 +527,9 @@ class TestMap:
         ]
         response = client_for(client, users["charlie"]).get(reverse("audit:map_points", args=[project.id]))
         assert response.status_code == 200 and response.json() == points
+        zipped = client.get(reverse("audit:map_points", args=[project.id]), HTTP_ACCEPT_ENCODING="gzip")
+        assert zipped["Content-Encoding"] == "gzip"
+        assert json.loads(gzip.decompress(zipped.content)) == points
         html = client.get(reverse("audit:map", args=[project.id])).content.decode()
         assert 'id="map-canvas"' in html and "js/map.js" in html and 'for="map-colour"' in html
 
