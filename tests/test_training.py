@@ -59,7 +59,10 @@ def test_config_refuses_unknown_settings_by_name():
 
 
 def test_config_refuses_out_of_range_and_wrong_types_per_field():
-    errors = errors_of({"learning_rate": -0.01, "epochs": "ten", "input_size": 16, "grayscale": 1})
+    errors = errors_of(
+        {"learning_rate": -0.01, "epochs": "ten", "input_size": 16, "grayscale": 1, "precision": "float16"}
+    )
+    assert "mixed_bfloat16" in errors["precision"][0]
     assert errors["learning_rate"] == ["Must be in (0, 1]; got -0.01."]
     assert errors["epochs"] == ["Must be a whole number, got 'ten'."]
     assert errors["input_size"] == ["Must be in [32, 224]; got 16."]
@@ -284,6 +287,44 @@ def test_our_recipe_trains_with_cosine_decay_and_ships_a_flip_averaged_model(
     out = io.StringIO()
     call_command("evaluate_model", "--data", str(faces_dir / "validation"), stdout=out)
     assert f"accuracy: {card_accuracy}" in out.getvalue()
+
+
+def test_a_trial_in_bfloat16_ships_a_float32_model_and_leaves_the_process_in_float32(
+    faces_dir, django_capture_on_commit_callbacks
+):
+    import keras
+
+    from inference.engine import EmotionModel
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trial = make_trial(faces_dir, precision="mixed_bfloat16", init_from="")
+    trial.refresh_from_db()
+    assert trial.status == Trial.Status.SUCCEEDED, trial.error
+    assert keras.mixed_precision.global_policy().name == "float32"
+    shipped = keras.models.load_model(trial.model_file.path, compile=False)
+    assert {layer.dtype_policy.name for layer in shipped.layers} == {"float32"}
+    # Converted and checked against Keras like any float32 model, not refused for bfloat16 drift.
+    assert EmotionModel(trial.model_file.path, 48, True, "zero_one", EMOTIONS).backend == "litert"
+
+
+def test_bfloat16_continues_a_saved_float32_model_with_its_weights(faces_dir, tmp_path):
+    import keras
+    import numpy as np
+
+    from training.architectures import build_model, with_dtype_policy
+
+    model = build_model(config_validate(TINY))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = with_dtype_policy(model, "mixed_bfloat16")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.get_layer("emotions").dtype_policy.name == "float32"
+    convolutions = [layer for layer in mixed.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convolutions and {layer.dtype_policy.name for layer in convolutions} == {"mixed_bfloat16"}
+    pixels = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    # The same weights, computed in bfloat16: close, not equal.
+    assert np.abs(mixed.predict(pixels, verbose=0) - model.predict(pixels, verbose=0)).max() < 0.02
 
 
 def test_a_trial_started_again_in_its_backup_folder_resumes_where_it_stopped(

@@ -103,6 +103,29 @@ def with_flip_averaging(model: "keras.Model") -> "keras.Model":
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_mean")
 
 
+def with_dtype_policy(model: "keras.Model", policy: str) -> "keras.Model":
+    """The same network and weights with every layer under `policy` (a saved model keeps each
+    layer's policy in its config, so setting the global one does not change it); the output
+    layer stays float32."""
+    import keras
+
+    def rewrite(node, layer_name=""):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and layer_name != "emotions":
+                return {**node, "config": {**node["config"], "name": policy}}
+            name = node.get("name", layer_name) if isinstance(node.get("name"), str) else layer_name
+            return {key: rewrite(value, name) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(value, layer_name) for value in node]
+        return node
+
+    if all(layer.dtype_policy.name == policy for layer in model.layers if layer.name != "emotions"):
+        return model
+    rebuilt = keras.Model.from_config(rewrite(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def _mobilenet_v2(x, config: "TrainingConfig"):
     import keras
 
@@ -150,4 +173,6 @@ def _head(x, config: "TrainingConfig"):
         x = _activation(config)(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout)(x)
-    return keras.layers.Dense(len(EMOTIONS), activation="softmax", name="emotions")(x)
+    # float32 under a mixed policy too: a softmax and its loss in bfloat16 lose the small
+    # probabilities that soft targets are made of.
+    return keras.layers.Dense(len(EMOTIONS), activation="softmax", name="emotions", dtype="float32")(x)

@@ -21,7 +21,7 @@ from facelabel.claims import ClaimHeartbeat, on_fresh_connection
 from projects.models import EMOTIONS
 
 from . import data, plots
-from .architectures import build_model, with_flip_averaging
+from .architectures import build_model, with_dtype_policy, with_flip_averaging
 from .config import TrainingConfig, config_validate
 from .models import Trial, TrialEpoch
 
@@ -70,6 +70,18 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
     _configure_tensorflow()
     import keras
 
+    # The policy is global to the process: a worker's next trial, or its labeling, must not
+    # inherit this one's.
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        _train(trial, config, workdir, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(trial: Trial, config: TrainingConfig, workdir: Path, verbose: int) -> None:
+    import keras
+
     keras.utils.set_random_seed(config.seed)
     train_split, validation_split = _splits(trial, config)
     model = _initial_model(config)
@@ -95,7 +107,9 @@ def _train_and_store(trial: Trial, workdir: Path, verbose: int) -> None:
         raise TrialCancelled
     if not best_file.is_file():  # no epoch had a val_accuracy to compare: keep the last weights
         model.save(best_file)
-    best = keras.models.load_model(best_file, compile=False)
+    # Shipped in float32 whatever the trial trained in: LiteRT, int8 calibration and the
+    # agreement check all expect it.
+    best = with_dtype_policy(keras.models.load_model(best_file, compile=False), "float32")
     shipped_file = workdir / "shipped.keras"
     if config.flip_averaging:
         # Checkpoints were chosen on the plain model; the shipped file averages with the mirror.
@@ -148,7 +162,8 @@ def _initial_model(config: TrainingConfig):
             f"{config.init_from} takes {model.input_shape[1:]} and gives {model.output_shape[-1]} classes; "
             f"this trial needs {expected} and {len(EMOTIONS)}"
         )
-    return model
+    # A saved file keeps each layer's dtype policy; the trial's own precision replaces it.
+    return with_dtype_policy(model, config.precision)
 
 
 def _optimizer(config: TrainingConfig, steps_per_epoch: int):
