@@ -546,6 +546,18 @@ def _labels_write(
     return _review_write(project=project, image_ids=image_ids, user=user, how=how, targets=as_targets)[0]
 
 
+# The fields of an image that review targets and its final label depend on.
+REVIEW_FIELDS = (
+    "project",
+    "reviewed_label",
+    "excluded_reason",
+    "original_label",
+    "predicted_label",
+    "suggested_label",
+    "suggestion_confident",
+    "unsure_reason",
+)
+
 # (reviewed label, excluded reason) an image should get; None leaves that field as it is.
 ReviewTarget = tuple[str | None, str | None]
 
@@ -568,6 +580,9 @@ def _review_write(
         rows = list(
             Image.objects.select_for_update(of=("self",))
             .select_related("project")
+            # What targets and Image.final_label read: a bulk action over a whole filter builds
+            # one model per image, and a full row costs twice as much to build.
+            .only(*REVIEW_FIELDS, "project__label_policy")
             .filter(project=project, id__in=image_ids)
             .order_by("id")
         )
@@ -608,7 +623,7 @@ def _review_write(
                     action=action,
                 )
             )
-        LabelChange.objects.bulk_create(changes, batch_size=LABEL_WRITE_SLICE)
+        rows_insert(LabelChange, changes)
         if changes:
             events.images_changed(project.id)
     return len(wanted), len(changes)
