@@ -110,8 +110,11 @@ def audit_execute(run_id: int) -> bool:
         with ClaimHeartbeat(
             lambda: mine.update(claimed_at=timezone.now()), settings.AUDIT_CLAIM_TIMEOUT, "audit"
         ):
-            ids, result, summary = _compute(run)
-            checked = health_check(run.project, ids, result)
+            # Read first: decoding and features are most of the work, and a cross-validated audit
+            # takes its features from this read instead of decoding every image a second time.
+            read = health_read(run.project)
+            ids, result, summary = _compute(run, read)
+            checked = health_check(run.project, read, ids, result)
             return _store(run, token, ids, result, summary | {"health": checked.summary}, checked)
     except AuditRefused as exc:
         error = str(exc)
@@ -127,7 +130,7 @@ def audit_execute(run_id: int) -> bool:
         raise
 
 
-def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit | None, dict]:
+def _compute(run: AuditRun, read: "HealthRead") -> tuple[np.ndarray, confident.Audit | None, dict]:
     """The label audit; (no ids, None, an empty summary) when no image has an original label, and
     the run only checks the dataset's health."""
     rows = list(
@@ -145,7 +148,7 @@ def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit | None, dict]:
     timings: dict[str, float] = {}
     extra: dict = {}
     if run.kind == AuditRun.Kind.CROSS_VALIDATED:
-        probs = _cross_validated(rows, labels, timings, extra)
+        probs = _cross_validated(rows, labels, timings, extra, read)
     else:
         probs = np.array([[row[2].get(e, 0.0) for e in EMOTIONS] for row in rows], dtype=np.float64)
     started = time.monotonic()
@@ -154,7 +157,7 @@ def _compute(run: AuditRun) -> tuple[np.ndarray, confident.Audit | None, dict]:
     return ids, result, audit_summary(labels, result) | extra | {"seconds": timings}
 
 
-def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict) -> np.ndarray:
+def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict, read: "HealthRead") -> np.ndarray:
     present = np.bincount(labels, minlength=len(EMOTIONS))
     if (present >= 2).sum() < 2:
         raise AuditRefused("A cross-validated audit needs two or more classes with two or more images each.")
@@ -164,8 +167,10 @@ def _cross_validated(rows, labels: np.ndarray, timings: dict, extra: dict) -> np
     model = load_model_version(version)
     started = time.monotonic()
     extract, layer = feature_extractor(model.keras_model, len(EMOTIONS))
-    faces = (_stored_face(row[3], row[4], model.grayscale) for row in rows)
-    features = features_of(model, extract, faces)
+    features = read.features_of([row[0] for row in rows]) if read.model_name == version.name else None
+    if features is None:  # an image the read could not decode raises here, as it should
+        faces = (_stored_face(row[3], row[4], model.grayscale) for row in rows)
+        features = features_of(model, extract, faces)
     timings["features"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
     probs = cross_validated_probabilities(features, labels, len(EMOTIONS))
@@ -331,23 +336,51 @@ class HealthCheck:
     summary: dict
 
 
-def health_check(project: Project, audited_ids: np.ndarray, result: confident.Audit | None) -> HealthCheck:
-    """Duplicates, conflicts, leaks, unusable images and the map over all of the project's labeled
-    images, from their stored files. `audited_ids` and `result` are this run's label audit, whose
-    suggestions the final labels compared within a group take.
+@dataclass
+class HealthRead:
+    """Every labeled image of a project decoded once: HEALTH_COLUMNS of the readable ones, their
+    fingerprints and the active model's penultimate features (None without a model)."""
 
-    Memory: each image is decoded once, FEATURE_CHUNK at a time; what is kept per image is its
-    digest, hash, a 1 KB thumbnail and the model's features (a few hundred floats), and the
-    neighbour searches are chunked (audit/health.py), so nothing grows with n x n.
-    """
-    seconds: dict[str, float] = {}
+    rows: list[tuple]
+    ids: np.ndarray
+    unreadable: int
+    prints: list
+    features: np.ndarray | None
+    model_name: str
+    seconds: float
+
+    def features_of(self, image_ids: list[int]) -> np.ndarray | None:
+        """The features of these images in this order; None if any of them was not read."""
+        if self.features is None:
+            return None
+        position = {image_id: n for n, image_id in enumerate(self.ids.tolist())}
+        if any(image_id not in position for image_id in image_ids):
+            return None
+        return self.features[[position[image_id] for image_id in image_ids]]
+
+
+def health_read(project: Project) -> HealthRead:
+    """Memory: each image is decoded once, FEATURE_CHUNK at a time; what is kept per image is its
+    digest, hash, a 1 KB thumbnail and the model's features (a few hundred floats)."""
     started = time.monotonic()
     rows = list(_labeled_images(project.id).order_by("id").values_list(*HEALTH_COLUMNS))
     positions, prints, features, model_name = _health_read(rows)
     readable = [rows[n] for n in positions]
     ids = np.array([row[0] for row in readable], np.int64)
-    seconds["read"] = round(time.monotonic() - started, 3)
+    seconds = round(time.monotonic() - started, 3)
+    return HealthRead(readable, ids, len(rows) - len(readable), prints, features, model_name, seconds)
 
+
+def health_check(
+    project: Project, read: HealthRead, audited_ids: np.ndarray, result: confident.Audit | None
+) -> HealthCheck:
+    """Duplicates, conflicts, leaks, unusable images and the map over all of the project's labeled
+    images, from their stored files (`read`). `audited_ids` and `result` are this run's label audit,
+    whose suggestions the final labels compared within a group take. The neighbour searches are
+    chunked (audit/health.py), so nothing grows with n x n.
+    """
+    seconds: dict[str, float] = {"read": read.seconds}
+    readable, ids, prints, features = read.rows, read.ids, read.prints, read.features
     started = time.monotonic()
     finals = _final_labels(project, readable, audited_ids, result)
     assessed = health.assess(
@@ -364,8 +397,8 @@ def health_check(project: Project, audited_ids: np.ndarray, result: confident.Au
     seconds["map"] = round(time.monotonic() - started, 3)
     summary = {
         "images": len(ids),
-        "unreadable": len(rows) - len(ids),
-        "model_version": model_name,
+        "unreadable": read.unreadable,
+        "model_version": read.model_name,
         **assessed.figures(),
         "seconds": seconds,
     }

@@ -171,7 +171,7 @@ class TestAuditRuns:
         assert not AuditRun.objects.exists()
 
     def test_the_cross_validated_audit_uses_the_models_features_on_the_stored_images(
-        self, project, users, active_model, django_capture_on_commit_callbacks
+        self, project, users, active_model, django_capture_on_commit_callbacks, monkeypatch
     ):
         # Generated faces: the mouth (smile, frown, flat) follows the seed, and so does the label.
         names = ("happy", "sad", "neutral")
@@ -180,10 +180,14 @@ class TestAuditRuns:
             services.batch_create(
                 project=project, user=users["bob"], files=[SimpleUploadedFile("s.zip", zip_bytes(members))]
             )
+        decoded, read = [], audit_services.stored_face
+        monkeypatch.setattr(audit_services, "stored_face", lambda name: decoded.append(name) or read(name))
         run = run_audit(
             project, django_capture_on_commit_callbacks, AuditRun.Kind.CROSS_VALIDATED, users["bob"]
         )
         assert run.status == AuditRun.Status.DONE, run.error
+        # The folds and the health check share one read: each stored image is decoded once.
+        assert len(decoded) == len(set(decoded)) == 45
         assert run.image_count == 45
         assert "pooled" in run.summary["features"] or "global_average" in run.summary["features"]
         assert run.summary["seconds"]["features"] >= 0
