@@ -25,8 +25,16 @@ from tests.factories import face_jpeg
 RECOGNISE = "/play/recognise/"
 
 
+# Inside one rate-limit window whatever the wall clock says: a minute's edge between two requests
+# of a test would start a new count (it did once, in CI).
+PINNED_TIME = 1_800_000_000.0
+
+
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits():
+def _fresh_rate_limits(monkeypatch):
+    from activities import services
+
+    monkeypatch.setattr(services, "clock", lambda: PINNED_TIME)
     cache.clear()
     yield
     cache.clear()
@@ -442,8 +450,8 @@ def test_the_rate_limit_is_shared_by_every_web_process_of_the_machine(settings, 
     other_process = (
         "import django, sys; django.setup(); from django.conf import settings; "
         f"settings.CACHES['default']['LOCATION'] = {str(tmp_path)!r}; "
-        "from activities.services import rate_limit_allow; "
-        "print([rate_limit_allow('visitor', 3) for _ in range(2)])"
+        f"from activities import services; services.clock = lambda: {PINNED_TIME!r}; "
+        "print([services.rate_limit_allow('visitor', 3) for _ in range(2)])"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "facelabel.settings", "CACHE_URL": ""}
     result = subprocess.run([sys.executable, "-c", other_process], capture_output=True, text=True, env=env)
