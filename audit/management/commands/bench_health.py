@@ -5,8 +5,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-# The shipped default model (models/, see the README), relative to the repository.
-DEFAULT_MODEL_FILE = "models/facelabel-crowd-v3.keras"
+from projects.models import POLICY_MEASURED_WITH
+
+# The shipped default model (models/, see the README), relative to the repository: the one whose
+# figures the label policies quote, so a new default is named in one place.
+DEFAULT_MODEL_FILE = f"models/{POLICY_MEASURED_WITH}.keras"
 
 
 class Command(BaseCommand):
