@@ -147,6 +147,26 @@ def test_random_erasing_blanks_a_rectangle_of_some_faces_only():
     assert not next(iter(dataset(split, config, training=False)))[0].numpy().any()
 
 
+def test_erasing_and_mixup_take_the_augmented_batch_in_bfloat16_training():
+    import keras
+    import numpy as np
+
+    from training.data import Split, dataset
+
+    # The augmentation layers compute in bfloat16 under the trial's policy; erasing and mixup
+    # failed on their bfloat16 output (SelectV2 of bfloat16 and float32) when the run started.
+    split = Split(labels=np.arange(7), pixels=np.full((7, 48, 48, 1), 128, np.uint8))
+    config = config_validate(TINY | {"input_size": 48, "random_erasing": 1.0, "mixup": 0.4, "batch_size": 7})
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        faces, targets = next(iter(dataset(split, config, training=True)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert faces.dtype.name == "float32" and faces.shape == (7, 48, 48, 1)
+    assert np.allclose(targets.numpy().sum(axis=1), 1.0, atol=1e-5)
+    assert (faces.numpy() != 128 / 255).any()  # every face had a rectangle erased
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     from training.runner import _optimizer
 

@@ -159,7 +159,12 @@ def dataset(split: Split, config: "TrainingConfig", *, training: bool) -> "tf.da
     if training:
         augment = augmentation(config)
         if augment is not None:
-            data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+            # Under mixed_bfloat16 the augmentation layers answer in bfloat16; erasing and mixup
+            # (and the model's input) take the float32 batch the other paths give.
+            data = data.map(
+                lambda x, y: (tf.cast(augment(x, training=True), tf.float32), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         if config.random_erasing:
             data = data.map(lambda x, y: (_erase(x, config.random_erasing), y))
         if config.mixup:
