@@ -108,7 +108,9 @@ def _train(trial: Trial, config: TrainingConfig, workdir: Path, verbose: int) ->
     if not best_file.is_file():  # no epoch had a val_accuracy to compare: keep the last weights
         model.save(best_file)
     # Shipped in float32 whatever the trial trained in: LiteRT, int8 calibration and the
-    # agreement check all expect it.
+    # agreement check all expect it. The flip-averaging layers built below take the global
+    # policy, and in bfloat16 they made a file LiteRT cannot convert.
+    keras.mixed_precision.set_global_policy("float32")
     best = with_dtype_policy(keras.models.load_model(best_file, compile=False), "float32")
     shipped_file = workdir / "shipped.keras"
     if config.flip_averaging:
