@@ -6,8 +6,8 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # Our crowd-trained model (models/*.md is its card) is active by default on a fresh install; the
 # older ones stay registered.
-OUR_MODEL_NAME := facelabel-crowd-v3
-OLDER_MODEL_NAMES := facelabel-crowd-v2 facelabel-cnn-v1
+OUR_MODEL_NAME := facelabel-crowd-v5
+OLDER_MODEL_NAMES := facelabel-crowd-v3 facelabel-crowd-v2 facelabel-cnn-v1
 BUNDLED_MODEL := var/models/fer-mini-xception.hdf5
 DATA ?= ../shared/data/fer2013
 export PYTHONDONTWRITEBYTECODE := 1

@@ -156,6 +156,7 @@ def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
         "learning_rate": 0.01,
         "class_weights": False,
         "votes": str(votes_file),
+        "backup_dir": str(root.parent / "backup"),
     }
     trial = services.trial_create(
         name="votes", preset="trial_1", config=config, data_dir=str(root), start=False
@@ -179,6 +180,8 @@ def test_a_trial_trained_on_votes_learns_the_crowds_distribution(voted_faces):
     )
     card = (root.parent / "shipped" / "voted.md").read_text()
     assert f"--votes {votes_file}" in card and "**crowd agreement 1.0000**" in card
+    # The command is the one to type: a resumable run's folder is an option, not a setting.
+    assert f"--backup-dir {root.parent / 'backup'}" in card and "backup_dir=" not in card
     assert '"no_votes": 1, "not_an_emotion": 1' in card
 
 

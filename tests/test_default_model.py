@@ -12,7 +12,7 @@ from projects.models import EMOTIONS, POLICY_MEASURED_WITH
 MODELS = Path(__file__).resolve().parent.parent / "models"
 # The default model is named once, where its policy figures were measured; the Makefile follows.
 DEFAULT = POLICY_MEASURED_WITH
-OLDER = ["facelabel-crowd-v2", "facelabel-cnn-v1"]
+OLDER = ["facelabel-crowd-v3", "facelabel-crowd-v2", "facelabel-cnn-v1"]
 
 
 @pytest.mark.parametrize("name", [DEFAULT, *OLDER])
@@ -41,7 +41,7 @@ def test_the_default_models_card_records_the_crowd_target_and_the_files_digest()
 
     card = (MODELS / f"{DEFAULT}.md").read_text()
     agreement = float(re.search(r"\*\*crowd agreement ([0-9.]+)\*\*", card).group(1))
-    assert agreement > 0.8405  # v2; the folder-trained v1: 0.673
+    assert agreement >= 0.85  # the target; v3 0.8441, v2 0.8405, the folder-trained v1 0.673
     digest = hashlib.sha256((MODELS / f"{DEFAULT}.keras").read_bytes()).hexdigest()
     assert f"sha256 `{digest}`" in card
 

@@ -61,7 +61,12 @@ def trial_model_card(
     best = max(history, key=lambda row: row.val_accuracy or 0.0) if history else None
     minutes = (trial.seconds_total or 0) / 60
     plain = " without flip averaging" if trial.config.get("flip_averaging") else ""
-    options = {"votes": "--votes {}", "init_from": "--init-from {}", "epochs": "--epochs {}"}
+    options = {
+        "votes": "--votes {}",
+        "init_from": "--init-from {}",
+        "epochs": "--epochs {}",
+        "backup_dir": "--backup-dir {}",
+    }
     overrides = " ".join(
         options[name].format(value)
         if name in options
