@@ -2,8 +2,8 @@
 
 With XNNPACK on two cores the int8 file of facelabel-crowd-v5 labels FER2013's validation faces
 several times faster than the float one (the engine alone) and agrees with the crowd on 0.8529
-of them, as the float model does (v3: 0.8467 int8, 0.8441 float). Full-integer quantization needs the
-range of every activation, so it is calibrated on real faces prepared exactly as the engine
+of them, as the float model does (v3: 0.8467 int8, 0.8441 float). Full-integer quantization needs
+the range of every activation, so it is calibrated on real faces prepared exactly as the engine
 prepares them (face finding, resizing, scaling): a few hundred spread over the training tree are
 enough.
 """

@@ -61,14 +61,10 @@ def trial_model_card(
     best = max(history, key=lambda row: row.val_accuracy or 0.0) if history else None
     minutes = (trial.seconds_total or 0) / 60
     plain = " without flip averaging" if trial.config.get("flip_averaging") else ""
-    options = {
-        "votes": "--votes {}",
-        "init_from": "--init-from {}",
-        "epochs": "--epochs {}",
-        "backup_dir": "--backup-dir {}",
-    }
+    # Settings that `train` takes as options of their own (`init_from` -> `--init-from`).
+    options = {"votes", "init_from", "epochs", "backup_dir"}
     overrides = " ".join(
-        options[name].format(value)
+        f"--{name.replace('_', '-')} {value}"
         if name in options
         else f"--set {name}={json.dumps(value, separators=(',', ':'))}"
         for name, value in trial.config.items()
